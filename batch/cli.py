@@ -1,0 +1,136 @@
+"""The ``safeguard-batch`` command line. Commands stay thin: parse options, call the library.
+
+Nothing heavy is imported at module level, so ``safeguard-batch --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+
+def parse_engine_args(pairs: tuple[str, ...]) -> dict[str, Any]:
+    extra: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--engine-arg")
+        try:
+            value: Any = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        extra[key.strip().replace("-", "_")] = value
+    return extra
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="safeguard-batch")
+def cli() -> None:
+    """Label Parquet content with gpt-oss-safeguard policy models on vLLM, auditably."""
+
+
+@cli.command()
+@click.option(
+    "--input",
+    "inputs",
+    multiple=True,
+    required=True,
+    help="Parquet file, directory or glob; repeatable.",
+)
+@click.option(
+    "--policy",
+    "policies",
+    multiple=True,
+    required=True,
+    type=click.Path(),
+    help="Policy file (Markdown with TOML front matter); repeatable.",
+)
+@click.option("--model", required=True, help="Local model directory (no hub downloads).")
+@click.option(
+    "--output",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Output dataset folder (Hive-partitioned by policy_id).",
+)
+@click.option("--id-column", default="id", show_default=True)
+@click.option("--text-column", default="text", show_default=True)
+@click.option(
+    "--reasoning-effort",
+    type=click.Choice(["low", "medium", "high"]),
+    default="low",
+    show_default=True,
+    help="Harmony system reasoning effort; low is fastest.",
+)
+@click.option("--temperature", type=float, default=1.0, show_default=True)
+@click.option("--top-p", type=float, default=1.0, show_default=True)
+@click.option(
+    "--max-tokens",
+    type=click.IntRange(1),
+    default=1024,
+    show_default=True,
+    help="Completion budget; a truncated analysis never reaches a verdict.",
+)
+@click.option(
+    "--chunk-size",
+    type=click.IntRange(1),
+    default=1000,
+    show_default=True,
+    help="Rows per output file (the unit of atomic writes).",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1),
+    default=4096,
+    show_default=True,
+    help="Requests handed to the engine per generate call.",
+)
+@click.option("--tensor-parallel-size", type=click.IntRange(1), default=1, show_default=True)
+@click.option(
+    "--gpu-memory-utilization", type=click.FloatRange(0.05, 1.0), default=0.90, show_default=True
+)
+@click.option(
+    "--max-model-len",
+    type=click.IntRange(1),
+    default=None,
+    help="Context length; longer prompts get status too_long. Default: the model's.",
+)
+@click.option(
+    "--max-num-seqs",
+    type=click.IntRange(1),
+    default=None,
+    help="Sequences vLLM runs at once. Default: vLLM's.",
+)
+@click.option(
+    "--engine-arg",
+    "engine_args",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Any other vllm.LLM argument (VALUE parsed as JSON if it can be); repeatable.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Engine seed.")
+@click.option(
+    "--vocab-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Folder holding o200k_base.tiktoken (else $TIKTOKEN_ENCODINGS_BASE).",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@click.option("-v", "--verbose", is_flag=True, help="Show vLLM's own log messages.")
+def label(**opts: Any) -> None:
+    """Label every input row under every policy."""
+    from batch.label_command import run_label_command
+
+    code = run_label_command(opts, command=["safeguard-batch", *sys.argv[1:]])
+    sys.exit(code)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="safeguard-batch")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,64 @@
+"""An engine that answers from a script instead of a model, for unit tests and overhead benchmarks.
+
+It speaks real harmony: completions are encoded with the same vocabulary the model uses, so
+the parser sees exactly the token streams vLLM would return.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from batch.engine.base import Completion, GenerationRequest, SamplingSettings
+
+Responder = Callable[[GenerationRequest], "str | Completion"]
+
+
+def harmony_completion(
+    final: str | None,
+    analysis: str | None = "Checked the content against the policy.",
+    *,
+    finish_reason: str = "stop",
+    max_tokens: int | None = None,
+) -> Completion:
+    """Encode an assistant turn (analysis, then final) as the model would emit it."""
+    from batch.render import load_encoding
+
+    text = ""
+    if analysis is not None:
+        text += f"<|channel|>analysis<|message|>{analysis}<|end|><|start|>assistant"
+    if final is not None:
+        text += f"<|channel|>final<|message|>{final}<|return|>"
+    tokens = load_encoding().encode(text, allowed_special="all")
+    if max_tokens is not None and len(tokens) > max_tokens:
+        return Completion(tokens[:max_tokens], "length")
+    return Completion(tokens, finish_reason)
+
+
+class ScriptedEngine:
+    """Returns whatever ``respond`` says for each request and records every call."""
+
+    name = "scripted"
+
+    def __init__(self, respond: Responder | None = None) -> None:
+        self._respond = respond or (lambda request: "0")
+        self.calls: list[list[GenerationRequest]] = []
+
+    @property
+    def requests_seen(self) -> int:
+        return sum(len(call) for call in self.calls)
+
+    def generate(
+        self, requests: Sequence[GenerationRequest], sampling: SamplingSettings
+    ) -> list[Completion]:
+        self.calls.append(list(requests))
+        out = []
+        for request in requests:
+            answer = self._respond(request)
+            if isinstance(answer, str):
+                answer = harmony_completion(answer, max_tokens=sampling.max_tokens)
+            out.append(answer)
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        return {"engine": self.name}

@@ -1,0 +1,89 @@
+"""Glue between the ``label`` command's options and the library: validate, build, run, report."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any
+
+import click
+
+from batch.cli import parse_engine_args
+from batch.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_ROWS_FAILED, EXIT_USAGE, JobFailure
+
+
+def run_label_command(opts: dict[str, Any], command: list[str]) -> int:
+    """Validate everything cheap first (policies, inputs, vocabulary, model), then load vLLM."""
+    from batch.engine.base import SamplingSettings
+    from batch.fingerprint import ModelError, model_fingerprint
+    from batch.parse import ENGINE_ERROR
+    from batch.pipeline import JobConfig, run_label_job, summary_line
+    from batch.policy import PolicyError, load_policies
+    from batch.read import InputError, inspect_inputs, resolve_inputs
+    from batch.render import load_encoding, stop_token_ids
+    from batch.vocab import VocabError, use_vocab_dir
+
+    if not opts["verbose"]:
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
+    logging.basicConfig(level=logging.INFO if opts["verbose"] else logging.WARNING)
+    try:
+        policies = load_policies(list(opts["policies"]))
+    except PolicyError as exc:
+        raise JobFailure(str(exc), EXIT_USAGE) from exc
+    try:
+        inputs = inspect_inputs(
+            resolve_inputs(list(opts["inputs"])), opts["id_column"], opts["text_column"]
+        )
+    except InputError as exc:
+        raise JobFailure(str(exc), EXIT_BAD_INPUT) from exc
+    use_vocab_dir(opts["vocab_dir"])
+    try:
+        load_encoding()
+    except VocabError as exc:
+        raise JobFailure(str(exc), EXIT_USAGE) from exc
+    try:
+        fingerprint = model_fingerprint(opts["model"])
+    except ModelError as exc:
+        raise JobFailure(str(exc), EXIT_USAGE) from exc
+    extra = parse_engine_args(opts["engine_args"])
+
+    from batch.engine.vllm_engine import EngineConfig, VLLMEngine
+
+    engine = VLLMEngine(
+        EngineConfig(
+            model=opts["model"],
+            tensor_parallel_size=opts["tensor_parallel_size"],
+            gpu_memory_utilization=opts["gpu_memory_utilization"],
+            max_model_len=opts["max_model_len"],
+            max_num_seqs=opts["max_num_seqs"],
+            seed=opts["seed"],
+            extra=extra,
+        ),
+        stop_token_ids(),
+    )
+    config = JobConfig(
+        inputs=inputs,
+        policies=policies,
+        output=opts["output"],
+        model=opts["model"],
+        model_fingerprint=fingerprint,
+        reasoning_effort=opts["reasoning_effort"],
+        sampling=SamplingSettings(
+            temperature=opts["temperature"], top_p=opts["top_p"], max_tokens=opts["max_tokens"]
+        ),
+        id_column=opts["id_column"],
+        text_column=opts["text_column"],
+        chunk_size=opts["chunk_size"],
+        batch_requests=opts["batch_size"],
+        max_model_len=engine.max_model_len,
+        command=command,
+    )
+    progress = not opts["quiet"] and sys.stderr.isatty()
+    result = run_label_job(config, engine, progress=progress)
+    click.echo(summary_line(result), err=True)
+    failed = result.manifest["counts"]["status"].get(ENGINE_ERROR, 0)
+    if failed:
+        click.echo(f"{failed} rows failed in the engine (status engine_error)", err=True)
+        return EXIT_ROWS_FAILED
+    return EXIT_OK

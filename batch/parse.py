@@ -1,0 +1,119 @@
+"""Completion tokens → verdict. Every outcome is a status; nothing here raises on model output."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+# Bump when parsing rules change: it is part of every result's cache key.
+PARSER_VERSION = "1"
+
+OK = "ok"
+PARSE_ERROR = "parse_error"
+TRUNCATED = "truncated"
+EMPTY_INPUT = "empty_input"
+TOO_LONG = "too_long"
+ENGINE_ERROR = "engine_error"
+STATUSES = (OK, PARSE_ERROR, TRUNCATED, EMPTY_INPUT, TOO_LONG, ENGINE_ERROR)
+
+_CODE_FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
+_BINARY = re.compile(r"^[\s`'\"*]*([01])[\s`'\".*]*$")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What one completion says, or why it says nothing usable."""
+
+    status: str
+    label: str | None = None
+    violation: bool | None = None
+    policy_category: str | None = None
+    rationale: str | None = None
+    reasoning: str | None = None
+    error: str | None = None
+
+
+def parse_binary(text: str) -> tuple[str, None, None]:
+    """A single ``0`` or ``1`` (tolerating whitespace, quotes, backticks and a full stop)."""
+    match = _BINARY.match(text)
+    if not match:
+        raise ValueError(f"expected a single 0 or 1, got {text[:80]!r}")
+    return match.group(1), None, None
+
+
+def parse_json(text: str) -> tuple[str, str | None, str | None]:
+    """``{"violation": 0|1, "policy_category": ..., "rationale": ...}``, optionally fenced."""
+    stripped = text.strip()
+    fenced = _CODE_FENCE.match(stripped)
+    if fenced:
+        stripped = fenced.group(1)
+    try:
+        obj = json.loads(stripped)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"final answer is not JSON ({exc.msg}): {text[:80]!r}") from None
+    if not isinstance(obj, dict) or "violation" not in obj:
+        raise ValueError(f"JSON answer lacks 'violation': {text[:80]!r}")
+    raw = obj["violation"]
+    if isinstance(raw, bool):
+        label = "1" if raw else "0"
+    elif raw in (0, 1) or raw in ("0", "1"):
+        label = str(int(raw))
+    else:
+        raise ValueError(f"'violation' must be 0 or 1, got {raw!r}")
+    category = obj.get("policy_category")
+    rationale = obj.get("rationale")
+    return (
+        label,
+        None if category is None else str(category),
+        None if rationale is None else str(rationale),
+    )
+
+
+FORMAT_PARSERS = {"binary": parse_binary, "json": parse_json}
+
+
+def parse_completion(
+    token_ids: Sequence[int], finish_reason: str | None, output_format: str
+) -> Verdict:
+    """Read harmony messages from completion tokens and the verdict from the final channel."""
+    from openai_harmony import HarmonyError, Role
+
+    from batch.render import load_encoding
+
+    try:
+        messages = load_encoding().parse_messages_from_completion_tokens(
+            list(token_ids), Role.ASSISTANT, strict=False
+        )
+    except HarmonyError as exc:
+        status = TRUNCATED if finish_reason == "length" else PARSE_ERROR
+        return Verdict(status, error=f"harmony could not parse the completion: {exc}")
+
+    def text_of(message) -> str:
+        return "".join(getattr(part, "text", "") for part in message.content)
+
+    analysis = [text_of(m) for m in messages if m.channel == "analysis"]
+    finals = [text_of(m) for m in messages if m.channel == "final"]
+    reasoning = "\n".join(analysis) if analysis else None
+    if finish_reason == "length":
+        return Verdict(
+            TRUNCATED,
+            reasoning=reasoning,
+            error="hit max_tokens before the answer was complete",
+        )
+    if not finals:
+        return Verdict(PARSE_ERROR, reasoning=reasoning, error="no final-channel message")
+    final = finals[-1]
+    try:
+        label, category, rationale = FORMAT_PARSERS[output_format](final)
+    except ValueError as exc:
+        return Verdict(PARSE_ERROR, reasoning=reasoning, error=str(exc))
+    return Verdict(
+        OK,
+        label=label,
+        violation=label == "1",
+        policy_category=category,
+        rationale=rationale,
+        reasoning=reasoning,
+    )

@@ -1,0 +1,85 @@
+"""Decide, per (item, policy), what goes to the model and with which prompt and seed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from batch.engine.base import SamplingSettings
+from batch.parse import EMPTY_INPUT, PARSER_VERSION, TOO_LONG
+from batch.render import PromptPrefix
+
+_SEED_MASK = (1 << 63) - 1
+
+
+def content_sha256(text: str | None) -> str | None:
+    return None if text is None else hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def settings_sha256(reasoning_effort: str, sampling: SamplingSettings) -> str:
+    """Hash of every generation setting that can change a result (parser version included)."""
+    key = {
+        "reasoning_effort": reasoning_effort,
+        "sampling": sampling.as_dict(),
+        "parser_version": PARSER_VERSION,
+    }
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+def request_seed(
+    content_hash: str, policy_sha256: str, prompt_sha256: str, model_fp: str, settings: str
+) -> int:
+    """A per-request seed from everything that defines the request, so a rerun reproduces it."""
+    material = "|".join((content_hash, policy_sha256, prompt_sha256, model_fp, settings))
+    return int.from_bytes(hashlib.sha256(material.encode()).digest()[:8], "big") & _SEED_MASK
+
+
+@dataclass
+class PlannedItem:
+    """One (row, policy): either a prompt for the engine or a status decided without it."""
+
+    row: int
+    content_sha256: str | None
+    prompt: list[int] | None = None
+    seed: int | None = None
+    status: str | None = None
+    prompt_tokens: int | None = None
+    error: str | None = None
+
+
+def plan_policy(
+    texts: Sequence[str | None],
+    hashes: Sequence[str | None],
+    prefix: PromptPrefix,
+    policy_sha256: str,
+    model_fp: str,
+    settings: str,
+    max_tokens: int,
+    max_model_len: int | None,
+) -> list[PlannedItem]:
+    """Render prompts for one policy; empty and over-long items get a status instead."""
+    planned = []
+    for row, (text, digest) in enumerate(zip(texts, hashes, strict=True)):
+        if text is None or not text.strip():
+            planned.append(PlannedItem(row, digest, status=EMPTY_INPUT))
+            continue
+        prompt = prefix.prompt_for(text)
+        if max_model_len is not None and len(prompt) + max_tokens > max_model_len:
+            planned.append(
+                PlannedItem(
+                    row,
+                    digest,
+                    status=TOO_LONG,
+                    prompt_tokens=len(prompt),
+                    error=(
+                        f"prompt of {len(prompt)} tokens + max_tokens {max_tokens} exceeds "
+                        f"max_model_len {max_model_len}"
+                    ),
+                )
+            )
+            continue
+        seed = request_seed(digest, policy_sha256, prefix.sha256, model_fp, settings)
+        planned.append(PlannedItem(row, digest, prompt=prompt, seed=seed))
+    return planned

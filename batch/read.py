@@ -1,0 +1,137 @@
+"""Input shards: resolve paths, validate columns before any model work, stream record batches."""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
+_FOOTER_BYTES = 1 << 20
+
+
+class InputError(ValueError):
+    """An input that cannot be used; the message names the file."""
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One Parquet shard, named by path and by a content fingerprint that survives copies."""
+
+    path: str
+    num_rows: int
+    fingerprint: str
+
+
+def _is_data_file(path: Path) -> bool:
+    hidden = any(part.startswith((".", "_")) for part in path.parts[-1:])
+    return path.is_file() and not hidden and path.suffix.lower() in PARQUET_SUFFIXES
+
+
+def resolve_inputs(specs: list[str]) -> list[str]:
+    """Expand directories (recursively), files and glob patterns into sorted absolute paths."""
+    found: list[str] = []
+    for spec in specs:
+        path = Path(spec)
+        if path.is_dir():
+            matches = [p for p in sorted(path.rglob("*")) if _is_data_file(p)]
+            if not matches:
+                raise InputError(f"{spec}: directory holds no Parquet files")
+        elif path.is_file():
+            matches = [path]
+        elif glob.has_magic(spec):
+            matches = [
+                Path(p) for p in sorted(glob.glob(spec, recursive=True)) if Path(p).is_file()
+            ]
+            if not matches:
+                raise InputError(f"{spec}: pattern matches no files")
+        else:
+            raise InputError(f"{spec}: no such file or directory")
+        found.extend(os.path.abspath(p) for p in matches)
+    unique = list(dict.fromkeys(found))
+    return unique
+
+
+def file_fingerprint(path: str) -> str:
+    """sha256 of a file's size and its last MiB (the Parquet footer and its statistics).
+
+    Cheap for multi-GB shards, independent of the path and of mtime, and changed by any edit
+    that changes the footer, which in Parquet means any change of content.
+    """
+    size = os.path.getsize(path)
+    digest = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as handle:
+        handle.seek(max(0, size - _FOOTER_BYTES))
+        digest.update(handle.read())
+    return digest.hexdigest()[:32]
+
+
+def is_text_type(arrow_type: pa.DataType) -> bool:
+    if pa.types.is_dictionary(arrow_type):
+        return is_text_type(arrow_type.value_type)
+    return (
+        pa.types.is_string(arrow_type)
+        or pa.types.is_large_string(arrow_type)
+        or getattr(pa.types, "is_string_view", lambda _t: False)(arrow_type)
+        or pa.types.is_null(arrow_type)
+    )
+
+
+def inspect_input(path: str, id_column: str, text_column: str) -> InputFile:
+    """Check one shard's footer and schema; raise :class:`InputError` naming the file."""
+    try:
+        parquet = pq.ParquetFile(path)
+        schema = parquet.schema_arrow
+        num_rows = parquet.metadata.num_rows
+    except (OSError, pa.ArrowException) as exc:
+        raise InputError(f"{path}: not a readable Parquet file ({exc})") from exc
+    missing = [c for c in (id_column, text_column) if c not in schema.names]
+    if missing:
+        raise InputError(
+            f"{path}: missing column {', '.join(repr(c) for c in missing)}; "
+            f"it has {', '.join(schema.names) or 'no columns'} "
+            "(choose others with --id-column / --text-column)"
+        )
+    text_type = schema.field(text_column).type
+    if not is_text_type(text_type):
+        raise InputError(f"{path}: text column {text_column!r} has type {text_type}, not a string")
+    return InputFile(path=path, num_rows=num_rows, fingerprint=file_fingerprint(path))
+
+
+def inspect_inputs(paths: list[str], id_column: str, text_column: str) -> list[InputFile]:
+    """Validate every shard up front, so a bad file fails the run before any model work."""
+    return [inspect_input(path, id_column, text_column) for path in paths]
+
+
+def iter_batches(
+    source: InputFile, id_column: str, text_column: str, batch_size: int
+) -> Iterator[tuple[int, pa.RecordBatch]]:
+    """Yield ``(first_source_row, batch)`` with columns ``id`` (string) and ``text`` (string).
+
+    Streams with ``pyarrow.dataset`` so memory stays bounded by the batch (and row group) size.
+    """
+    dataset = ds.dataset(source.path, format="parquet")
+    start = 0
+    for batch in dataset.to_batches(
+        columns=[id_column, text_column], batch_size=batch_size, use_threads=False
+    ):
+        if batch.num_rows == 0:
+            continue
+        ids = batch.column(0)
+        texts = batch.column(1)
+        if pa.types.is_dictionary(texts.type):
+            texts = texts.dictionary_decode()
+        yield (
+            start,
+            pa.record_batch(
+                [ids.cast(pa.string()), texts.cast(pa.large_string())], names=["id", "text"]
+            ),
+        )
+        start += batch.num_rows

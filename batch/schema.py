@@ -1,0 +1,38 @@
+"""The output table: one row per (input row, policy). README.md documents every column."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+OUTPUT_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=True),
+        pa.field("source_file", pa.string(), nullable=False),
+        pa.field("source_row", pa.int64(), nullable=False),
+        pa.field("policy_id", pa.string(), nullable=False),
+        pa.field("policy_version", pa.string(), nullable=False),
+        pa.field("policy_sha256", pa.string(), nullable=False),
+        pa.field("prompt_sha256", pa.string(), nullable=False),
+        pa.field("model", pa.string(), nullable=False),
+        pa.field("model_fingerprint", pa.string(), nullable=False),
+        pa.field("settings_sha256", pa.string(), nullable=False),
+        pa.field("reasoning_effort", pa.string(), nullable=False),
+        pa.field("temperature", pa.float64(), nullable=False),
+        pa.field("top_p", pa.float64(), nullable=False),
+        pa.field("max_tokens", pa.int32(), nullable=False),
+        pa.field("content_sha256", pa.string(), nullable=True),
+        pa.field("label", pa.string(), nullable=True),
+        pa.field("violation", pa.bool_(), nullable=True),
+        pa.field("policy_category", pa.string(), nullable=True),
+        pa.field("rationale", pa.large_string(), nullable=True),
+        pa.field("reasoning", pa.large_string(), nullable=True),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("error", pa.string(), nullable=True),
+        pa.field("finish_reason", pa.string(), nullable=True),
+        pa.field("prompt_tokens", pa.int32(), nullable=True),
+        pa.field("completion_tokens", pa.int32(), nullable=True),
+        pa.field("seed", pa.int64(), nullable=True),
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("labelled_at", pa.timestamp("us", tz="UTC"), nullable=False),
+    ]
+)

@@ -1,0 +1,61 @@
+"""Offline access to harmony's ``o200k_base`` vocabulary.
+
+openai-harmony downloads its BPE vocabulary on first use unless ``TIKTOKEN_ENCODINGS_BASE``
+names a local folder. This job never opens a network connection, so it insists on a local
+copy and explains, in one message, how to provide it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from functools import lru_cache
+from pathlib import Path
+
+VOCAB_FILE = "o200k_base.tiktoken"
+VOCAB_SHA256 = "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d"
+VOCAB_ENV = "TIKTOKEN_ENCODINGS_BASE"
+VOCAB_URL = "https://openaipublic.blob.core.windows.net/encodings/o200k_base.tiktoken"
+
+HOW_TO_PROVIDE = (
+    f"Copy {VOCAB_FILE} (sha256 {VOCAB_SHA256}) into a local folder, from {VOCAB_URL} or "
+    f"from another machine, and point {VOCAB_ENV}=/that/folder (or pass --vocab-dir) at it."
+)
+
+
+class VocabError(RuntimeError):
+    """The harmony vocabulary is not available locally."""
+
+
+def use_vocab_dir(path: str | os.PathLike[str] | None) -> None:
+    """Make ``path`` (if given) the vocabulary folder for this process."""
+    if path is not None:
+        os.environ[VOCAB_ENV] = str(Path(path).resolve())
+
+
+@lru_cache(maxsize=4)
+def _checked(folder: str) -> Path:
+    vocab = Path(folder) / VOCAB_FILE
+    if not vocab.is_file():
+        raise VocabError(f"{VOCAB_ENV}={folder} holds no {VOCAB_FILE}. {HOW_TO_PROVIDE}")
+    digest = hashlib.sha256(vocab.read_bytes()).hexdigest()
+    if digest != VOCAB_SHA256:
+        raise VocabError(
+            f"{vocab} has sha256 {digest}, expected {VOCAB_SHA256} (corrupt or wrong file). "
+            f"{HOW_TO_PROVIDE}"
+        )
+    return vocab
+
+
+def check_vocab() -> Path:
+    """Return the local vocabulary file, or raise :class:`VocabError` saying how to get one.
+
+    Refuses to fall back to harmony's download, so the job stays offline by construction.
+    """
+    folder = os.environ.get(VOCAB_ENV)
+    if not folder:
+        raise VocabError(
+            f"openai-harmony needs its {VOCAB_FILE} vocabulary and this job never downloads "
+            f"it. {HOW_TO_PROVIDE}"
+        )
+    return _checked(folder)
