@@ -22,7 +22,7 @@ def run_label_command(opts: dict[str, Any], command: list[str]) -> int:
     from batch.policy import PolicyError, load_policies
     from batch.read import InputError, inspect_inputs, resolve_inputs
     from batch.render import load_encoding, stop_token_ids
-    from batch.vocab import VocabError, use_vocab_dir
+    from batch.vocab import VocabError, check_vocab, use_vocab_dir
 
     if not opts["verbose"]:
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
@@ -39,6 +39,7 @@ def run_label_command(opts: dict[str, Any], command: list[str]) -> int:
         raise JobFailure(str(exc), EXIT_BAD_INPUT) from exc
     use_vocab_dir(opts["vocab_dir"])
     try:
+        check_vocab()
         load_encoding()
     except VocabError as exc:
         raise JobFailure(str(exc), EXIT_USAGE) from exc

@@ -74,6 +74,30 @@ def parse_json(text: str) -> tuple[str, str | None, str | None]:
 FORMAT_PARSERS = {"binary": parse_binary, "json": parse_json}
 
 
+def _texts(messages: list, channel: str) -> list[str]:
+    return [
+        "".join(getattr(part, "text", "") for part in m.content)
+        for m in messages
+        if m.channel == channel
+    ]
+
+
+def _parse_complete_messages(encoding, tokens: list[int]) -> list:
+    """Parse only the messages closed by ``<|end|>``; [] if even that fails."""
+    from openai_harmony import HarmonyError, Role
+
+    end = encoding.encode("<|end|>", allowed_special="all")[0]
+    if end not in tokens:
+        return []
+    last = len(tokens) - 1 - tokens[::-1].index(end)
+    try:
+        return encoding.parse_messages_from_completion_tokens(
+            tokens[: last + 1], Role.ASSISTANT, strict=False
+        )
+    except HarmonyError:
+        return []
+
+
 def parse_completion(
     token_ids: Sequence[int], finish_reason: str | None, output_format: str
 ) -> Verdict:
@@ -82,19 +106,23 @@ def parse_completion(
 
     from batch.render import load_encoding
 
+    encoding = load_encoding()
+    tokens = list(token_ids)
     try:
-        messages = load_encoding().parse_messages_from_completion_tokens(
-            list(token_ids), Role.ASSISTANT, strict=False
+        messages = encoding.parse_messages_from_completion_tokens(
+            tokens, Role.ASSISTANT, strict=False
         )
     except HarmonyError as exc:
         status = TRUNCATED if finish_reason == "length" else PARSE_ERROR
-        return Verdict(status, error=f"harmony could not parse the completion: {exc}")
+        # Keep whatever complete messages came before the damage, for the reasoning column.
+        salvaged = _parse_complete_messages(encoding, tokens)
+        reasoning = "\n".join(_texts(salvaged, "analysis")) or None
+        return Verdict(
+            status, reasoning=reasoning, error=f"harmony could not parse the completion: {exc}"
+        )
 
-    def text_of(message) -> str:
-        return "".join(getattr(part, "text", "") for part in message.content)
-
-    analysis = [text_of(m) for m in messages if m.channel == "analysis"]
-    finals = [text_of(m) for m in messages if m.channel == "final"]
+    analysis = _texts(messages, "analysis")
+    finals = _texts(messages, "final")
     reasoning = "\n".join(analysis) if analysis else None
     if finish_reason == "length":
         return Verdict(

@@ -24,11 +24,12 @@ def harmony_completion(
     """Encode an assistant turn (analysis, then final) as the model would emit it."""
     from batch.render import load_encoding
 
-    text = ""
+    messages = []
     if analysis is not None:
-        text += f"<|channel|>analysis<|message|>{analysis}<|end|><|start|>assistant"
+        messages.append(f"<|channel|>analysis<|message|>{analysis}<|end|>")
     if final is not None:
-        text += f"<|channel|>final<|message|>{final}<|return|>"
+        messages.append(f"<|channel|>final<|message|>{final}<|return|>")
+    text = "<|start|>assistant".join(messages)
     tokens = load_encoding().encode(text, allowed_special="all")
     if max_tokens is not None and len(tokens) > max_tokens:
         return Completion(tokens[:max_tokens], "length")
