@@ -127,6 +127,60 @@ def label(**opts: Any) -> None:
     sys.exit(code)
 
 
+@cli.command("eval")
+@click.option(
+    "--labels",
+    required=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="Output folder of a label run.",
+)
+@click.option(
+    "--gold",
+    required=True,
+    type=click.Path(exists=True),
+    help="Parquet file or folder with an id column and a gold 0/1 column per policy.",
+)
+@click.option(
+    "--gold-column",
+    "gold_columns",
+    multiple=True,
+    metavar="POLICY_ID=COLUMN",
+    help="Gold column for a policy (default: the column named like the policy id).",
+)
+@click.option("--id-column", default="id", show_default=True)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also write the report as JSON.",
+)
+def eval_command(
+    labels: str, gold: str, gold_columns: tuple[str, ...], id_column: str, json_path: str | None
+) -> None:
+    """Score labels against gold: precision, recall, F1, accuracy and not-ok rows per policy."""
+    from batch.errors import EXIT_USAGE, JobFailure
+    from batch.evaluate import evaluate, to_markdown
+
+    mapping = {}
+    for pair in gold_columns:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise click.BadParameter(
+                f"{pair!r} is not POLICY_ID=COLUMN", param_hint="--gold-column"
+            )
+        mapping[key] = value
+    try:
+        report = evaluate(labels, gold, mapping, id_column)
+    except ValueError as exc:
+        raise JobFailure(str(exc), EXIT_USAGE) from exc
+    click.echo(to_markdown(report))
+    if json_path:
+        from batch.write import write_json_atomic
+
+        write_json_atomic(json_path, report)
+
+
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="safeguard-batch")

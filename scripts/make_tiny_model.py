@@ -2,6 +2,7 @@
 """Build a tiny gpt-oss-architecture model directory for demos and tests.
 
     python scripts/make_tiny_model.py OUT_DIR            # random weights (engine tests)
+    python scripts/make_tiny_model.py OUT_DIR --train    # trained to answer (demo, tests)
 
 The model has gpt-oss's real vocabulary size (201,088) and harmony's token ids, so prompts
 rendered by the job run through vLLM unchanged; everything else is shrunk until it fits in a
@@ -15,7 +16,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import sys
+import time
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = ROOT.parent / "shared" / "data"
+TRAIN_POLICIES = ("spam", "harassment")
 
 VOCAB_SIZE = 201088
 EOS_TOKEN_ID = 200002  # <|return|>
@@ -23,7 +30,7 @@ PAD_TOKEN_ID = 199999  # <|endoftext|>
 
 
 def tiny_config(hidden: int = 64, layers: int = 2, heads: int = 4, max_len: int = 4096):
-    """A GptOssConfig with the facts DESIGN.md records (head_dim 32 for vLLM's CPU attention)."""
+    """Both modes share it: the random model is a little wider, the trained one a little smaller."""
     from transformers import GptOssConfig
 
     return GptOssConfig(
@@ -68,16 +75,68 @@ def build_random(out_dir: Path, seed: int = 0) -> str:
     return weights_sha256(out_dir)
 
 
-def main() -> None:
+def build_trained(out_dir: Path, data_dir: Path, seed: int = 0, steps: int = 420) -> dict:
+    """Train the tiny model on the non-held-out 80% of both data sets; return its card."""
+    import torch
+    from train_tiny import build_examples, train
+    from transformers import GptOssForCausalLM
+
+    from batch.datasets import is_held_out, read_moderation, read_sms
+    from batch.policy import load_policy
+
+    torch.set_num_threads(2)
+    torch.manual_seed(seed)
+    policies = {pid: load_policy(ROOT / "policies" / f"{pid}.md") for pid in TRAIN_POLICIES}
+    sms = [i for i in read_sms(data_dir / "sms-spam-collection" / "SMSSpamCollection")]
+    moderation = read_moderation(data_dir / "openai-moderation-2022" / "samples-1680.jsonl.gz")
+    sms_train = [i for i in sms if not is_held_out(i.id, seed)]
+    mod_train = [i for i in moderation if not is_held_out(i.id, seed)]
+    prefixes, examples = build_examples(policies, sms_train, mod_train)
+    print(
+        f"training on {len(sms_train)} SMS + {len(mod_train)} moderation items "
+        f"= {len(examples)} (item, policy) examples",
+        flush=True,
+    )
+    config = tiny_config(hidden=32, layers=2, heads=2)
+    model = GptOssForCausalLM(config)
+    started = time.perf_counter()
+    losses = train(model, prefixes, examples, steps=steps, seed=seed)
+    seconds = time.perf_counter() - started
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.to(torch.bfloat16).save_pretrained(out_dir, safe_serialization=True)
+    return {
+        "kind": "trained",
+        "seed": seed,
+        "steps": steps,
+        "train_seconds": round(seconds, 1),
+        "final_loss": round(sum(losses[-20:]) / 20, 4),
+        "examples": len(examples),
+        "policies": {pid: p.sha256 for pid, p in policies.items()},
+        "held_out": "sha256(seed:id) < 0.2, see batch.datasets.is_held_out",
+        "weights_sha256": weights_sha256(out_dir),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    digest = build_random(args.out_dir, args.seed)
-    (args.out_dir / "tiny_model.json").write_text(
-        json.dumps({"kind": "random", "seed": args.seed, "weights_sha256": digest}, indent=2)
-    )
-    print(f"wrote {args.out_dir} (weights sha256 {digest})")
+    parser.add_argument("--train", action="store_true", help="train it to answer in harmony")
+    parser.add_argument("--steps", type=int, default=420)
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
+    args = parser.parse_args(argv)
+    if args.train:
+        sys.path.insert(0, str(ROOT))
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        card = build_trained(args.out_dir, args.data_dir, args.seed, args.steps)
+    else:
+        card = {
+            "kind": "random",
+            "seed": args.seed,
+            "weights_sha256": build_random(args.out_dir, args.seed),
+        }
+    (args.out_dir / "tiny_model.json").write_text(json.dumps(card, indent=2) + "\n")
+    print(f"wrote {args.out_dir} ({card['kind']}, weights sha256 {card['weights_sha256']})")
 
 
 if __name__ == "__main__":

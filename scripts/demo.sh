@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The end-to-end demo on a CPU: train the tiny model (cached), convert the SMS data, label it
+# under both policies with the real vLLM engine, and score the held-out part against gold.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SHARED=${SAFEGUARD_SHARED:-../shared}
+export TIKTOKEN_ENCODINGS_BASE=${TIKTOKEN_ENCODINGS_BASE:-$SHARED/vocab}
+PY=.venv/bin/python
+MODEL=demo/tiny-safeguard
+if [ ! -f "$MODEL/tiny_model.json" ]; then
+  $PY scripts/make_tiny_model.py "$MODEL" --train --data-dir "$SHARED/data"
+fi
+rm -rf demo/sms demo/labels
+$PY scripts/sms_to_parquet.py demo/sms --shards 4 --source "$SHARED/data/sms-spam-collection/SMSSpamCollection"
+.venv/bin/safeguard-batch label \
+  --input demo/sms \
+  --policy policies/spam.md --policy policies/harassment.md \
+  --model "$MODEL" --output demo/labels \
+  --max-model-len 4096 --max-tokens 256
+.venv/bin/safeguard-batch eval --labels demo/labels --gold demo/sms --json demo/eval.json

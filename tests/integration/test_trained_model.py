@@ -1,0 +1,64 @@
+"""The trained demo model through the real engine: the ``ok`` path, end to end, via the CLI."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import POLICIES, ROOT, SCRIPTS, VLLM_TEST_ENV
+
+pytestmark = pytest.mark.integration
+
+
+def run_cli(*args):
+    env = {**os.environ, **VLLM_TEST_ENV}
+    done = subprocess.run(
+        [sys.executable, "-m", "batch.cli", *args], env=env, capture_output=True, text=True,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+@pytest.fixture(scope="module")
+def heldout(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("heldout")
+    subprocess.run(
+        [sys.executable, str(SCRIPTS / "sms_to_parquet.py"), str(folder / "sms"),
+         "--split", "heldout", "--shards", "2", "--limit", "300"],
+        check=True,
+    )
+    subprocess.run(
+        [sys.executable, str(SCRIPTS / "moderation_to_parquet.py"), str(folder / "mod"),
+         "--split", "heldout"],
+        check=True,
+    )
+    return folder
+
+
+def test_held_out_sms_is_labelled_ok_and_scored(tmp_path, heldout, tiny_trained_model):
+    out = tmp_path / "labels"
+    run_cli(
+        "label", "--input", str(heldout / "sms"), "--policy", str(POLICIES / "spam.md"),
+        "--policy", str(POLICIES / "harassment.md"), "--model", str(tiny_trained_model),
+        "--output", str(out), "--temperature", "0", "--max-model-len", "4096",
+        "--max-tokens", "256",
+    )
+    report_path = tmp_path / "eval.json"
+    shown = run_cli(
+        "eval", "--labels", str(out), "--gold", str(heldout / "sms"),
+        "--json", str(report_path),
+    )
+    assert "| spam |" in shown.stdout
+    report = json.loads(report_path.read_text())
+    spam = report["per_policy"]["spam"]
+    assert spam["support"] == 300
+    # The model answers in well-formed harmony, and its verdict tracks the content.
+    assert spam["not_ok"] <= 3
+    assert spam["f1"] is not None and spam["f1"] >= 0.8, spam
+    manifest = json.loads(next((out / "_runs").glob("*.json")).read_text())
+    assert manifest["counts"]["status"]["ok"] >= 0.99 * 600
+    # SMS messages are not harassment: the verdict depends on the developer message.
+    rows = manifest["counts"]["per_policy"]["harassment"]
+    assert rows["ok"] >= 297
