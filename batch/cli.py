@@ -117,6 +117,28 @@ def cli() -> None:
     default=None,
     help="Folder holding o200k_base.tiktoken (else $TIKTOKEN_ENCODINGS_BASE).",
 )
+@click.option(
+    "--force", is_flag=True, help="Redo all work, even where this output already holds it."
+)
+@click.option(
+    "--retry-failed",
+    is_flag=True,
+    help="Only retry rows an earlier run left as parse_error, truncated or engine_error.",
+)
+@click.option(
+    "--max-attempts",
+    type=click.IntRange(1),
+    default=3,
+    show_default=True,
+    help="Tries per row for parse_error, truncated and engine_error (each with a fresh seed).",
+)
+@click.option(
+    "--on-bad-file",
+    type=click.Choice(["fail", "skip"]),
+    default="fail",
+    show_default=True,
+    help="fail: stop before any work if an input is unreadable; skip: record it and go on.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.option("-v", "--verbose", is_flag=True, help="Show vLLM's own log messages.")
 def label(**opts: Any) -> None:
@@ -179,6 +201,56 @@ def eval_command(
         from batch.write import write_json_atomic
 
         write_json_atomic(json_path, report)
+
+
+@cli.command()
+@click.option(
+    "--input",
+    "inputs",
+    multiple=True,
+    required=True,
+    help="The inputs the run was given; repeatable.",
+)
+@click.option("--policy", "policies", multiple=True, required=True, type=click.Path())
+@click.option("--output", required=True, type=click.Path(file_okay=False))
+@click.option("--id-column", default="id", show_default=True)
+@click.option("--text-column", default="text", show_default=True)
+@click.option(
+    "--on-bad-file", type=click.Choice(["fail", "skip"]), default="fail", show_default=True
+)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None)
+def verify(**opts: Any) -> None:
+    """Check the output holds exactly one row per (input row, policy); exit 5 if not."""
+    from batch.errors import EXIT_BAD_INPUT, EXIT_INCOMPLETE, EXIT_USAGE, JobFailure
+    from batch.policy import PolicyError, load_policies
+    from batch.read import InputError, inspect_inputs, resolve_inputs
+    from batch.verify import to_text
+    from batch.verify import verify as check
+
+    try:
+        policies = load_policies(list(opts["policies"]))
+    except PolicyError as exc:
+        raise JobFailure(str(exc), EXIT_USAGE) from exc
+    try:
+        inputs, skipped = inspect_inputs(
+            resolve_inputs(list(opts["inputs"])),
+            opts["id_column"],
+            opts["text_column"],
+            skip_bad=opts["on_bad_file"] == "skip",
+        )
+    except InputError as exc:
+        raise JobFailure(str(exc), EXIT_BAD_INPUT) from exc
+    report = check(opts["output"], inputs, policies)
+    report["skipped_files"] = skipped
+    for bad in skipped:
+        click.echo(f"not checked (unreadable): {bad['error']}")
+    click.echo(to_text(report))
+    if opts["json_path"]:
+        from batch.write import write_json_atomic
+
+        write_json_atomic(opts["json_path"], report)
+    if not report["complete"]:
+        sys.exit(EXIT_INCOMPLETE)
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ EXIT_OK = 0
 EXIT_USAGE = 2  # bad option, policy, vocabulary or model path
 EXIT_BAD_INPUT = 3  # an input file is unreadable or lacks the columns
 EXIT_ROWS_FAILED = 4  # the run finished but some rows ended in engine_error
+EXIT_INCOMPLETE = 5  # verify: rows are missing or duplicated
 
 
 class JobFailure(click.ClickException):

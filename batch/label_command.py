@@ -31,12 +31,20 @@ def run_label_command(opts: dict[str, Any], command: list[str]) -> int:
         policies = load_policies(list(opts["policies"]))
     except PolicyError as exc:
         raise JobFailure(str(exc), EXIT_USAGE) from exc
+    skip_bad = opts["on_bad_file"] == "skip"
     try:
-        inputs = inspect_inputs(
-            resolve_inputs(list(opts["inputs"])), opts["id_column"], opts["text_column"]
+        inputs, skipped = inspect_inputs(
+            resolve_inputs(list(opts["inputs"])),
+            opts["id_column"],
+            opts["text_column"],
+            skip_bad=skip_bad,
         )
     except InputError as exc:
-        raise JobFailure(str(exc), EXIT_BAD_INPUT) from exc
+        raise JobFailure(
+            f"{exc} (pass --on-bad-file skip to label the other files)", EXIT_BAD_INPUT
+        ) from exc
+    for bad in skipped:
+        click.echo(f"skipping {bad['error']}", err=True)
     use_vocab_dir(opts["vocab_dir"])
     try:
         check_vocab()
@@ -78,13 +86,28 @@ def run_label_command(opts: dict[str, Any], command: list[str]) -> int:
         chunk_size=opts["chunk_size"],
         batch_requests=opts["batch_size"],
         max_model_len=engine.max_model_len,
+        force=opts["force"],
+        retry_failed_only=opts["retry_failed"],
+        max_attempts=opts["max_attempts"],
+        skip_bad_files=skip_bad,
+        skipped_files=skipped,
         command=command,
     )
     progress = not opts["quiet"] and sys.stderr.isatty()
-    result = run_label_job(config, engine, progress=progress)
+    try:
+        result = run_label_job(config, engine, progress=progress)
+    except InputError as exc:
+        raise JobFailure(
+            f"{exc}; finished chunks are kept, rerun the same command to resume",
+            EXIT_BAD_INPUT,
+        ) from exc
     click.echo(summary_line(result), err=True)
     failed = result.manifest["counts"]["status"].get(ENGINE_ERROR, 0)
     if failed:
-        click.echo(f"{failed} rows failed in the engine (status engine_error)", err=True)
+        click.echo(
+            f"{failed} rows failed in the engine (status engine_error); rerun the same command "
+            f"to retry them (at most {opts['max_attempts']} attempts per row)",
+            err=True,
+        )
         return EXIT_ROWS_FAILED
     return EXIT_OK

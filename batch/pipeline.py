@@ -16,18 +16,28 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from batch import __version__
 from batch.engine.base import Completion, Engine, GenerationRequest, SamplingSettings
+from batch.generate import generate_with_retries
 from batch.parse import ENGINE_ERROR, STATUSES, Verdict, parse_completion
 from batch.plan import PlannedItem, content_sha256, plan_policy, settings_sha256
 from batch.policy import Policy
-from batch.read import InputFile, iter_batches
+from batch.read import InputError, InputFile, iter_batches
 from batch.render import PromptPrefix, render_prefix
-from batch.schema import OUTPUT_SCHEMA
-from batch.write import RUNS_DIR, write_chunk, write_json_atomic
+from batch.schema import OUTPUT_SCHEMA, RETRYABLE
+from batch.write import (
+    RUNS_DIR,
+    chunk_path,
+    remove_stale_temporaries,
+    write_chunk,
+    write_json_atomic,
+)
 
 log = logging.getLogger(__name__)
+
+MANIFEST_EVERY_SECONDS = 30.0  # a killed run's manifest still says how far it got
 
 
 @dataclass
@@ -46,6 +56,11 @@ class JobConfig:
     chunk_size: int = 1000
     batch_requests: int = 4096
     max_model_len: int | None = None
+    force: bool = False  # redo work even where an earlier run's output exists
+    retry_failed_only: bool = False  # only retry failed rows of existing output
+    max_attempts: int = 3  # tries per row for parse_error, truncated and engine_error
+    skip_bad_files: bool = False  # --on-bad-file skip: record unreadable files, go on
+    skipped_files: list[dict[str, str]] = field(default_factory=list)  # found before the run
     command: list[str] = field(default_factory=lambda: list(sys.argv))
 
 
@@ -72,6 +87,9 @@ class RunStats:
     per_policy: dict[str, Counter] = field(default_factory=dict)
     generate_seconds: float = 0.0
     files_written: int = 0
+    rows_reused: int = 0  # (row, policy) results kept from earlier runs
+    rows_retried: int = 0  # failed (row, policy) results tried again
+    unreadable: list[dict[str, str]] = field(default_factory=list)  # failed mid-read, skipped
 
 
 def new_run_id(now: datetime) -> str:
@@ -135,51 +153,47 @@ def chunk_name(
     return f"part-{chunk.source.fingerprint[:12]}-{chunk.index:06d}-{digest}"
 
 
-def _verdict_for(
-    item: PlannedItem, completion: Completion | None, output_format: str, engine_error: str | None
-) -> Verdict:
+def _verdict_for(item: PlannedItem, result: Completion | str | None, output_format: str) -> Verdict:
     if item.status is not None:
         return Verdict(item.status, error=item.error)
-    if engine_error is not None:
-        return Verdict(ENGINE_ERROR, error=engine_error)
-    assert completion is not None
-    return parse_completion(completion.token_ids, completion.finish_reason, output_format)
+    if isinstance(result, str):
+        return Verdict(ENGINE_ERROR, error=result)
+    assert result is not None
+    return parse_completion(result.token_ids, result.finish_reason, output_format)
 
 
-def build_table(
+def build_rows(
     config: JobConfig,
     chunk: Chunk,
     policy: Policy,
     prefix: PromptPrefix,
     settings: str,
     planned: list[PlannedItem],
-    completions: dict[int, Completion],
-    engine_error: str | None,
+    results: dict[int, Completion | str],
     run_id: str,
     labelled_at: datetime,
     stats: RunStats,
-) -> pa.Table:
-    """Assemble one (chunk, policy) output table in :data:`OUTPUT_SCHEMA` order."""
-    cols: dict[str, list[Any]] = {name: [] for name in OUTPUT_SCHEMA.names}
+) -> dict[int, dict[str, Any]]:
+    """Output rows (keyed by row index in the chunk) for the planned items of one policy."""
     counts = stats.per_policy.setdefault(policy.id, Counter())
+    rows: dict[int, dict[str, Any]] = {}
     for item in planned:
-        completion = completions.get(item.row)
-        verdict = _verdict_for(item, completion, policy.output, engine_error)
+        result = results.get(item.row)
+        completion = result if isinstance(result, Completion) else None
+        verdict = _verdict_for(item, result, policy.output)
         counts[verdict.status] += 1
         stats.status_counts[verdict.status] += 1
-        prompt_tokens = item.prompt_tokens
-        if item.prompt is not None:
-            prompt_tokens = len(item.prompt)
+        prompt_tokens = len(item.prompt) if item.prompt is not None else item.prompt_tokens
         completion_tokens = len(completion.token_ids) if completion is not None else None
         if completion is not None:
+            stats.prompt_tokens += prompt_tokens or 0
             stats.completion_tokens += completion_tokens or 0
             stats.cached_tokens += completion.num_cached_tokens
-        if item.prompt is not None and engine_error is None:
-            stats.prompt_tokens += prompt_tokens or 0
-        row = {
+        rows[item.row] = {
             "id": chunk.ids[item.row],
             "source_file": chunk.source.path,
             "source_row": chunk.first_row + item.row,
+            "source_fingerprint": chunk.source.fingerprint,
             "policy_id": policy.id,
             "policy_version": policy.version,
             "policy_sha256": policy.sha256,
@@ -203,12 +217,27 @@ def build_table(
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
             "seed": item.seed,
+            "attempt": item.attempt,
             "run_id": run_id,
             "labelled_at": labelled_at,
         }
-        for name, value in row.items():
-            cols[name].append(value)
-    return pa.table(cols, schema=OUTPUT_SCHEMA)
+    return rows
+
+
+def rows_to_table(rows: list[dict[str, Any]]) -> pa.Table:
+    return pa.Table.from_pylist(rows, schema=OUTPUT_SCHEMA)
+
+
+@dataclass
+class ChunkTask:
+    """The work for one (chunk, policy): every row, or only the rows a retry must redo."""
+
+    position: int
+    chunk: Chunk
+    policy: Policy
+    name: str
+    rows: dict[int, int]  # row index in the chunk -> attempt number
+    existing: list[dict[str, Any]] | None = None  # the chunk file's rows, when retrying
 
 
 class Labeller:
@@ -222,76 +251,94 @@ class Labeller:
         self.settings = settings_sha256(config.reasoning_effort, config.sampling)
         self.prefixes = {p.id: render_prefix(p, config.reasoning_effort) for p in config.policies}
 
+    def _task(self, position: int, chunk: Chunk, policy: Policy) -> ChunkTask | None:
+        """What is left to do for a (chunk, policy), given what an earlier run wrote."""
+        config = self.config
+        name = chunk_name(
+            chunk,
+            config.chunk_size,
+            policy,
+            self.prefixes[policy.id],
+            config.model_fingerprint,
+            self.settings,
+        )
+        path = chunk_path(config.output, policy.id, name)
+        if config.force or not path.exists():
+            if config.retry_failed_only:
+                return None
+            return ChunkTask(position, chunk, policy, name, dict.fromkeys(range(len(chunk.ids)), 1))
+        existing = pq.read_table(path).to_pylist()
+        retry = {
+            row["source_row"] - chunk.first_row: row["attempt"] + 1
+            for row in existing
+            if row["status"] in RETRYABLE and row["attempt"] < config.max_attempts
+        }
+        self.stats.rows_reused += len(existing) - len(retry)
+        if not retry:
+            return None
+        return ChunkTask(position, chunk, policy, name, retry, existing)
+
     def process(self, chunks: Sequence[Chunk]) -> None:
         """Plan, generate, parse and write a group of chunks; one engine call for all of them."""
         config = self.config
-        plans: dict[tuple[int, str], list[PlannedItem]] = {}
+        tasks = [
+            task
+            for policy in config.policies  # policy-major: requests sharing a prefix run together
+            for position, chunk in enumerate(chunks)
+            if (task := self._task(position, chunk, policy)) is not None
+        ]
+        plans: list[list[PlannedItem]] = []
         requests: list[GenerationRequest] = []
-        owners: list[tuple[int, str, int]] = []
-        # Policy-major order: every request of a policy shares the same prefix, back to back.
-        for policy in config.policies:
-            prefix = self.prefixes[policy.id]
-            for position, chunk in enumerate(chunks):
-                planned = plan_policy(
-                    chunk.texts,
-                    chunk.hashes,
-                    prefix,
-                    policy.sha256,
-                    config.model_fingerprint,
-                    self.settings,
-                    config.sampling.max_tokens,
-                    config.max_model_len,
-                )
-                plans[(position, policy.id)] = planned
-                for item in planned:
-                    if item.prompt is not None:
-                        requests.append(GenerationRequest(item.prompt, item.seed or 0))
-                        owners.append((position, policy.id, item.row))
-        completions: dict[tuple[int, str], dict[int, Completion]] = {}
-        engine_error = None
-        if requests:
-            started = time.perf_counter()
-            try:
-                results = self.engine.generate(requests, config.sampling)
-                if len(results) != len(requests):
-                    raise RuntimeError(
-                        f"engine returned {len(results)} completions for {len(requests)} requests"
-                    )
-            except Exception as exc:  # noqa: BLE001 - an engine failure becomes row statuses
-                log.exception("engine failed on %d requests", len(requests))
-                engine_error = f"{type(exc).__name__}: {exc}"
-                results = []
-            self.stats.generate_seconds += time.perf_counter() - started
-            self.stats.requests += len(requests)
-            for (position, policy_id, row), completion in zip(owners, results, strict=False):
-                completions.setdefault((position, policy_id), {})[row] = completion
+        owners: list[tuple[int, int]] = []
+        for index, task in enumerate(tasks):
+            planned = plan_policy(
+                task.chunk.texts,
+                task.chunk.hashes,
+                self.prefixes[task.policy.id],
+                task.policy.sha256,
+                config.model_fingerprint,
+                self.settings,
+                config.sampling.max_tokens,
+                config.max_model_len,
+                task.rows,
+            )
+            plans.append(planned)
+            for item in planned:
+                if item.prompt is not None:
+                    requests.append(GenerationRequest(item.prompt, item.seed or 0))
+                    owners.append((index, item.row))
+        started = time.perf_counter()
+        results = generate_with_retries(self.engine, requests, config.sampling)
+        self.stats.generate_seconds += time.perf_counter() - started
+        self.stats.requests += len(requests)
+        by_task: dict[int, dict[int, Completion | str]] = {}
+        for (index, row), result in zip(owners, results, strict=True):
+            by_task.setdefault(index, {})[row] = result
         labelled_at = datetime.now(timezone.utc)
-        for position, chunk in enumerate(chunks):
-            for policy in config.policies:
-                table = build_table(
-                    config,
-                    chunk,
-                    policy,
-                    self.prefixes[policy.id],
-                    self.settings,
-                    plans[(position, policy.id)],
-                    completions.get((position, policy.id), {}),
-                    engine_error,
-                    self.run_id,
-                    labelled_at,
-                    self.stats,
-                )
-                name = chunk_name(
-                    chunk,
-                    config.chunk_size,
-                    policy,
-                    self.prefixes[policy.id],
-                    config.model_fingerprint,
-                    self.settings,
-                )
-                write_chunk(config.output, policy.id, name, table)
-                self.stats.files_written += 1
-            self.stats.rows += len(chunk.ids)
+        for index, task in enumerate(tasks):
+            fresh = build_rows(
+                config,
+                task.chunk,
+                task.policy,
+                self.prefixes[task.policy.id],
+                self.settings,
+                plans[index],
+                by_task.get(index, {}),
+                self.run_id,
+                labelled_at,
+                self.stats,
+            )
+            if task.existing is None:
+                rows = [fresh[i] for i in range(len(task.chunk.ids))]
+            else:
+                self.stats.rows_retried += len(fresh)
+                rows = [
+                    fresh.get(row["source_row"] - task.chunk.first_row, row)
+                    for row in task.existing
+                ]
+            write_chunk(config.output, task.policy.id, task.name, rows_to_table(rows))
+            self.stats.files_written += 1
+        self.stats.rows += sum(len(chunk.ids) for chunk in chunks)
 
 
 def package_versions() -> dict[str, str | None]:
@@ -336,6 +383,7 @@ def _manifest(
             {"path": f.path, "rows": f.num_rows, "fingerprint": f.fingerprint}
             for f in config.inputs
         ],
+        "skipped_files": config.skipped_files + stats.unreadable,
         "columns": {"id": config.id_column, "text": config.text_column},
         "policies": [
             {
@@ -357,11 +405,16 @@ def _manifest(
         "chunk_size": config.chunk_size,
         "batch_requests": config.batch_requests,
         "max_model_len": config.max_model_len,
+        "force": config.force,
+        "retry_failed_only": config.retry_failed_only,
+        "max_attempts": config.max_attempts,
         "engine": engine.describe(),
         "versions": package_versions(),
         "counts": {
             "rows": stats.rows,
-            "output_rows": sum(stats.status_counts.values()),
+            "labelled": sum(stats.status_counts.values()),
+            "reused": stats.rows_reused,
+            "retried": stats.rows_retried,
             "requests": stats.requests,
             "status": {s: stats.status_counts.get(s, 0) for s in STATUSES},
             "per_policy": {
@@ -395,9 +448,15 @@ def run_label_job(config: JobConfig, engine: Engine, progress: bool = False) -> 
     stats = RunStats()
     labeller = Labeller(config, engine, run_id, stats)
     manifest_path = Path(config.output) / RUNS_DIR / f"{run_id}.json"
-    write_json_atomic(
-        manifest_path, _manifest(config, engine, run_id, labeller, stats, started, None)
-    )
+    remove_stale_temporaries(config.output)
+
+    def save_manifest(finished: datetime | None = None) -> dict[str, Any]:
+        manifest = _manifest(config, engine, run_id, labeller, stats, started, finished)
+        write_json_atomic(manifest_path, manifest)
+        return manifest
+
+    save_manifest()
+    last_saved = time.monotonic()
     total = sum(f.num_rows for f in config.inputs)
     bar = tqdm(
         total=total,
@@ -407,27 +466,40 @@ def run_label_job(config: JobConfig, engine: Engine, progress: bool = False) -> 
         dynamic_ncols=True,
     )
     pending: list[Chunk] = []
-    pending_requests = 0
+
+    def flush() -> None:
+        nonlocal pending, last_saved
+        labeller.process(pending)
+        bar.update(sum(len(c.ids) for c in pending))
+        pending = []
+        if time.monotonic() - last_saved > MANIFEST_EVERY_SECONDS:
+            save_manifest()
+            last_saved = time.monotonic()
+
     per_row = len(config.policies)
     try:
         for source in config.inputs:
-            for chunk in iter_chunks(
-                source, config.id_column, config.text_column, config.chunk_size
-            ):
+            chunks = iter_chunks(source, config.id_column, config.text_column, config.chunk_size)
+            while True:
+                try:
+                    chunk = next(chunks)
+                except StopIteration:
+                    break
+                except (OSError, pa.ArrowException, UnicodeDecodeError) as exc:
+                    # The footer was fine but the data is not: what was read is kept.
+                    if not config.skip_bad_files:
+                        raise InputError(f"{source.path}: unreadable data ({exc})") from exc
+                    stats.unreadable.append({"path": source.path, "error": str(exc)})
+                    log.warning("skipping the rest of %s: %s", source.path, exc)
+                    break
                 pending.append(chunk)
-                pending_requests += len(chunk.ids) * per_row
-                if pending_requests >= config.batch_requests:
-                    labeller.process(pending)
-                    bar.update(sum(len(c.ids) for c in pending))
-                    pending, pending_requests = [], 0
+                if sum(len(c.ids) for c in pending) * per_row >= config.batch_requests:
+                    flush()
         if pending:
-            labeller.process(pending)
-            bar.update(sum(len(c.ids) for c in pending))
+            flush()
     finally:
         bar.close()
-    finished = datetime.now(timezone.utc)
-    manifest = _manifest(config, engine, run_id, labeller, stats, started, finished)
-    write_json_atomic(manifest_path, manifest)
+    manifest = save_manifest(datetime.now(timezone.utc))
     return RunResult(run_id, manifest_path, manifest)
 
 
@@ -435,9 +507,12 @@ def summary_line(result: RunResult) -> str:
     m = result.manifest
     status = ", ".join(f"{k} {v}" for k, v in m["counts"]["status"].items() if v)
     hit = m["tokens"]["prefix_cache_hit_rate"]
+    reused = m["counts"]["reused"]
     return (
-        f"run {result.run_id}: {m['counts']['rows']} rows x {len(m['policies'])} policies = "
-        f"{m['counts']['output_rows']} labels ({status or 'none'}) in "
+        f"run {result.run_id}: {m['counts']['rows']} rows x {len(m['policies'])} policies: "
+        f"{m['counts']['labelled']} labelled ({status or 'none'})"
+        + (f", {reused} kept from earlier runs" if reused else "")
+        + " in "
         f"{m['timing']['wall_seconds']:.1f}s, {m['timing']['items_per_second'] or 0:.1f} items/s, "
         f"{m['timing']['tokens_per_second'] or 0:.0f} tokens/s"
         + (f", prefix cache hit {hit:.1%}" if hit is not None else "")

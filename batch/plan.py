@@ -12,6 +12,10 @@ from batch.parse import EMPTY_INPUT, PARSER_VERSION, TOO_LONG
 from batch.render import PromptPrefix
 
 _SEED_MASK = (1 << 63) - 1
+# A text with more characters than this many per context token is too long without
+# tokenizing it: o200k averages ~4 characters per token, and byte-pair encoding one very long
+# unbroken line (a base64 blob, a 200k-character run) takes time quadratic in its length.
+MAX_CHARS_PER_TOKEN = 12
 
 
 def content_sha256(text: str | None) -> str | None:
@@ -29,10 +33,21 @@ def settings_sha256(reasoning_effort: str, sampling: SamplingSettings) -> str:
 
 
 def request_seed(
-    content_hash: str, policy_sha256: str, prompt_sha256: str, model_fp: str, settings: str
+    content_hash: str,
+    policy_sha256: str,
+    prompt_sha256: str,
+    model_fp: str,
+    settings: str,
+    attempt: int = 1,
 ) -> int:
-    """A per-request seed from everything that defines the request, so a rerun reproduces it."""
-    material = "|".join((content_hash, policy_sha256, prompt_sha256, model_fp, settings))
+    """A per-request seed from everything that defines the request, so a rerun reproduces it.
+
+    A retry (``attempt`` > 1) gets a fresh seed: the same seed would reproduce the same failure.
+    """
+    parts = [content_hash, policy_sha256, prompt_sha256, model_fp, settings]
+    if attempt > 1:
+        parts.append(f"attempt={attempt}")
+    material = "|".join(parts)
     return int.from_bytes(hashlib.sha256(material.encode()).digest()[:8], "big") & _SEED_MASK
 
 
@@ -42,6 +57,7 @@ class PlannedItem:
 
     row: int
     content_sha256: str | None
+    attempt: int = 1
     prompt: list[int] | None = None
     seed: int | None = None
     status: str | None = None
@@ -58,12 +74,33 @@ def plan_policy(
     settings: str,
     max_tokens: int,
     max_model_len: int | None,
+    rows: dict[int, int] | None = None,
 ) -> list[PlannedItem]:
-    """Render prompts for one policy; empty and over-long items get a status instead."""
+    """Render prompts for one policy; empty and over-long items get a status instead.
+
+    ``rows`` maps the row indexes to plan to their attempt number (default: every row, first
+    attempt).
+    """
     planned = []
-    for row, (text, digest) in enumerate(zip(texts, hashes, strict=True)):
+    todo = rows if rows is not None else dict.fromkeys(range(len(texts)), 1)
+    for row, attempt in todo.items():
+        text, digest = texts[row], hashes[row]
         if text is None or not text.strip():
-            planned.append(PlannedItem(row, digest, status=EMPTY_INPUT))
+            planned.append(PlannedItem(row, digest, attempt, status=EMPTY_INPUT))
+            continue
+        if max_model_len is not None and len(text) > MAX_CHARS_PER_TOKEN * max_model_len:
+            planned.append(
+                PlannedItem(
+                    row,
+                    digest,
+                    attempt,
+                    status=TOO_LONG,
+                    error=(
+                        f"text of {len(text)} characters is over {MAX_CHARS_PER_TOKEN} x "
+                        f"max_model_len {max_model_len} (not tokenized)"
+                    ),
+                )
+            )
             continue
         prompt = prefix.prompt_for(text)
         if max_model_len is not None and len(prompt) + max_tokens > max_model_len:
@@ -71,6 +108,7 @@ def plan_policy(
                 PlannedItem(
                     row,
                     digest,
+                    attempt,
                     status=TOO_LONG,
                     prompt_tokens=len(prompt),
                     error=(
@@ -80,6 +118,6 @@ def plan_policy(
                 )
             )
             continue
-        seed = request_seed(digest, policy_sha256, prefix.sha256, model_fp, settings)
-        planned.append(PlannedItem(row, digest, prompt=prompt, seed=seed))
+        seed = request_seed(digest, policy_sha256, prefix.sha256, model_fp, settings, attempt)
+        planned.append(PlannedItem(row, digest, attempt, prompt=prompt, seed=seed))
     return planned

@@ -105,9 +105,50 @@ def inspect_input(path: str, id_column: str, text_column: str) -> InputFile:
     return InputFile(path=path, num_rows=num_rows, fingerprint=file_fingerprint(path))
 
 
-def inspect_inputs(paths: list[str], id_column: str, text_column: str) -> list[InputFile]:
-    """Validate every shard up front, so a bad file fails the run before any model work."""
-    return [inspect_input(path, id_column, text_column) for path in paths]
+def inspect_inputs(
+    paths: list[str], id_column: str, text_column: str, skip_bad: bool = False
+) -> tuple[list[InputFile], list[dict[str, str]]]:
+    """Validate every shard up front, so a bad file fails the run before any model work.
+
+    With ``skip_bad`` the bad files are returned as ``{"path", "error"}`` records instead.
+    """
+    good, bad = [], []
+    for path in paths:
+        try:
+            good.append(inspect_input(path, id_column, text_column))
+        except InputError as exc:
+            if not skip_bad:
+                raise
+            bad.append({"path": path, "error": str(exc)})
+    return good, bad
+
+
+def _ids_as_strings(ids: pa.Array) -> pa.Array:
+    """Ids of any Arrow type as strings: a cast where Arrow has one, else Python's ``str``."""
+    if pa.types.is_dictionary(ids.type):
+        ids = ids.dictionary_decode()
+    try:
+        return ids.cast(pa.string())
+    except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
+        values = ids.to_pylist()
+        return pa.array([None if v is None else str(v) for v in values], pa.string())
+
+
+def _texts_as_strings(texts: pa.Array) -> pa.Array:
+    """Text as ``large_string``; invalid UTF-8 is replaced (U+FFFD) rather than failing the run."""
+    if pa.types.is_dictionary(texts.type):
+        texts = texts.dictionary_decode()
+    if pa.types.is_null(texts.type):
+        return pa.nulls(len(texts), pa.large_string())
+    try:
+        texts.validate(full=True)
+        return texts.cast(pa.large_string())
+    except pa.ArrowInvalid:
+        raw = texts.cast(pa.large_binary()).to_pylist()
+        return pa.array(
+            [None if b is None else b.decode("utf-8", errors="replace") for b in raw],
+            pa.large_string(),
+        )
 
 
 def iter_batches(

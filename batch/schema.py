@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from batch.parse import ENGINE_ERROR, PARSE_ERROR, TRUNCATED
+
+# Statuses a later run tries again (with a fresh seed), up to ``--max-attempts`` in all.
+RETRYABLE = (PARSE_ERROR, TRUNCATED, ENGINE_ERROR)
+
 OUTPUT_SCHEMA = pa.schema(
     [
         pa.field("id", pa.string(), nullable=True),
         pa.field("source_file", pa.string(), nullable=False),
         pa.field("source_row", pa.int64(), nullable=False),
+        pa.field("source_fingerprint", pa.string(), nullable=False),
         pa.field("policy_id", pa.string(), nullable=False),
         pa.field("policy_version", pa.string(), nullable=False),
         pa.field("policy_sha256", pa.string(), nullable=False),
@@ -32,6 +38,7 @@ OUTPUT_SCHEMA = pa.schema(
         pa.field("prompt_tokens", pa.int32(), nullable=True),
         pa.field("completion_tokens", pa.int32(), nullable=True),
         pa.field("seed", pa.int64(), nullable=True),
+        pa.field("attempt", pa.int16(), nullable=False),
         pa.field("run_id", pa.string(), nullable=False),
         pa.field("labelled_at", pa.timestamp("us", tz="UTC"), nullable=False),
     ]

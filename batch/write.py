@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import uuid
 from pathlib import Path
 from typing import Any
@@ -25,17 +26,53 @@ def partition_dir(output: str | Path, policy_id: str) -> Path:
     return Path(output) / f"policy_id={policy_id}"
 
 
+def chunk_path(output: str | Path, policy_id: str, name: str) -> Path:
+    return partition_dir(output, policy_id) / f"{name}.parquet"
+
+
+def _tmp_name(name: str) -> str:
+    # Host and pid let a later run tell its own dead temporaries from a live neighbour's.
+    return f"{name}.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(output: str | Path) -> int:
+    """Delete temporaries left by killed runs on this host (never those of a live process)."""
+    tmp_dir = Path(output) / TMP_DIR
+    if not tmp_dir.is_dir():
+        return 0
+    host = socket.gethostname()
+    removed = 0
+    for path in tmp_dir.glob("*.tmp"):
+        parts = path.name.rsplit(".", 4)
+        if len(parts) != 5 or parts[1] != host or not parts[2].isdigit():
+            continue
+        if int(parts[2]) != os.getpid() and not _pid_alive(int(parts[2])):
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
 def write_chunk(output: str | Path, policy_id: str, name: str, table: pa.Table) -> Path:
     """Write ``table`` as ``OUT/policy_id=<id>/<name>.parquet``, atomically."""
     final_dir = partition_dir(output, policy_id)
     tmp_dir = Path(output) / TMP_DIR
     final_dir.mkdir(parents=True, exist_ok=True)
     tmp_dir.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_dir / f"{name}.{uuid.uuid4().hex[:8]}.tmp"
+    tmp = tmp_dir / _tmp_name(name)
     pq.write_table(table, tmp, compression="zstd")
     with open(tmp, "rb") as handle:
         os.fsync(handle.fileno())
-    final = final_dir / f"{name}.parquet"
+    final = chunk_path(output, policy_id, name)
     os.replace(tmp, final)
     return final
 
@@ -44,6 +81,6 @@ def write_json_atomic(path: str | Path, data: dict[str, Any]) -> None:
     """Write JSON through a temporary file and a rename, so a reader sees old or new, not half."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp = path.with_name(f".{_tmp_name(path.name)}")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
     os.replace(tmp, path)

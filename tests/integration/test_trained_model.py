@@ -14,7 +14,10 @@ pytestmark = pytest.mark.integration
 def run_cli(*args):
     env = {**os.environ, **VLLM_TEST_ENV}
     done = subprocess.run(
-        [sys.executable, "-m", "batch.cli", *args], env=env, capture_output=True, text=True,
+        [sys.executable, "-m", "batch.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
         cwd=ROOT,
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -25,13 +28,27 @@ def run_cli(*args):
 def heldout(tmp_path_factory):
     folder = tmp_path_factory.mktemp("heldout")
     subprocess.run(
-        [sys.executable, str(SCRIPTS / "sms_to_parquet.py"), str(folder / "sms"),
-         "--split", "heldout", "--shards", "2", "--limit", "300"],
+        [
+            sys.executable,
+            str(SCRIPTS / "sms_to_parquet.py"),
+            str(folder / "sms"),
+            "--split",
+            "heldout",
+            "--shards",
+            "2",
+            "--limit",
+            "300",
+        ],
         check=True,
     )
     subprocess.run(
-        [sys.executable, str(SCRIPTS / "moderation_to_parquet.py"), str(folder / "mod"),
-         "--split", "heldout"],
+        [
+            sys.executable,
+            str(SCRIPTS / "moderation_to_parquet.py"),
+            str(folder / "mod"),
+            "--split",
+            "heldout",
+        ],
         check=True,
     )
     return folder
@@ -40,15 +57,33 @@ def heldout(tmp_path_factory):
 def test_held_out_sms_is_labelled_ok_and_scored(tmp_path, heldout, tiny_trained_model):
     out = tmp_path / "labels"
     run_cli(
-        "label", "--input", str(heldout / "sms"), "--policy", str(POLICIES / "spam.md"),
-        "--policy", str(POLICIES / "harassment.md"), "--model", str(tiny_trained_model),
-        "--output", str(out), "--temperature", "0", "--max-model-len", "4096",
-        "--max-tokens", "256",
+        "label",
+        "--input",
+        str(heldout / "sms"),
+        "--policy",
+        str(POLICIES / "spam.md"),
+        "--policy",
+        str(POLICIES / "harassment.md"),
+        "--model",
+        str(tiny_trained_model),
+        "--output",
+        str(out),
+        "--temperature",
+        "0",
+        "--max-model-len",
+        "4096",
+        "--max-tokens",
+        "256",
     )
     report_path = tmp_path / "eval.json"
     shown = run_cli(
-        "eval", "--labels", str(out), "--gold", str(heldout / "sms"),
-        "--json", str(report_path),
+        "eval",
+        "--labels",
+        str(out),
+        "--gold",
+        str(heldout / "sms"),
+        "--json",
+        str(report_path),
     )
     assert "| spam |" in shown.stdout
     report = json.loads(report_path.read_text())

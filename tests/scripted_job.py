@@ -1,0 +1,47 @@
+"""A labelling run with a slow scripted engine, as a process the kill tests can SIGKILL.
+
+python tests/scripted_job.py INPUT_DIR OUTPUT_DIR [--delay SECONDS]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import conftest  # noqa: E402,F401  (sets the vocabulary path)
+from helpers import make_config  # noqa: E402
+
+from batch.engine.scripted import ScriptedEngine  # noqa: E402
+from batch.pipeline import run_label_job  # noqa: E402
+from batch.policy import load_policies  # noqa: E402
+
+
+class SlowEngine(ScriptedEngine):
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+
+    def generate(self, requests, sampling):
+        time.sleep(self.delay)
+        return super().generate(requests, sampling)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("input")
+    parser.add_argument("output")
+    parser.add_argument("--delay", type=float, default=0.02)
+    args = parser.parse_args()
+    policies = load_policies([conftest.POLICIES / "spam.md", conftest.POLICIES / "harassment.md"])
+    config = make_config([args.input], policies, Path(args.output), chunk_size=3, batch_requests=6)
+    print("started", flush=True)
+    run_label_job(config, SlowEngine(args.delay))
+    print("finished", flush=True)
+
+
+if __name__ == "__main__":
+    main()
