@@ -165,14 +165,6 @@ def iter_batches(
     ):
         if batch.num_rows == 0:
             continue
-        ids = batch.column(0)
-        texts = batch.column(1)
-        if pa.types.is_dictionary(texts.type):
-            texts = texts.dictionary_decode()
-        yield (
-            start,
-            pa.record_batch(
-                [ids.cast(pa.string()), texts.cast(pa.large_string())], names=["id", "text"]
-            ),
-        )
+        columns = [_ids_as_strings(batch.column(0)), _texts_as_strings(batch.column(1))]
+        yield start, pa.record_batch(columns, names=["id", "text"])
         start += batch.num_rows

@@ -85,6 +85,9 @@ def build_trained(out_dir: Path, data_dir: Path, seed: int = 0, steps: int = 420
     from batch.policy import load_policy
 
     torch.set_num_threads(2)
+    # Same weights on every build: CPU scatter/index-put accumulation is otherwise run in
+    # parallel in an order that depends on thread timing.
+    torch.use_deterministic_algorithms(True)
     torch.manual_seed(seed)
     policies = {pid: load_policy(ROOT / "policies" / f"{pid}.md") for pid in TRAIN_POLICIES}
     sms = [i for i in read_sms(data_dir / "sms-spam-collection" / "SMSSpamCollection")]

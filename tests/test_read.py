@@ -68,3 +68,28 @@ def test_fingerprint_follows_content_not_path(tmp_path):
     c = write_parquet(tmp_path / "c.parquet", {"id": [1], "text": ["ho"]})
     fp = lambda p: inspect_input(str(p), "id", "text").fingerprint  # noqa: E731
     assert fp(a) == fp(b) != fp(c)
+
+
+def test_invalid_utf8_is_replaced_not_fatal(tmp_path):
+    raw = b"ok\xff\xfebad"
+    offsets = pa.array([0, 2, len(raw)], pa.int32()).buffers()[1]
+    texts = pa.Array.from_buffers(pa.string(), 2, [None, offsets, pa.py_buffer(raw)])
+    ids = pa.array(["a", "b"])
+    path = tmp_path / "x.parquet"
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"id": ids, "text": texts}), path)
+    source = inspect_input(str(path), "id", "text")
+    [(_, batch)] = list(iter_batches(source, "id", "text", 10))
+    assert batch.column(1).to_pylist() == ["ok", "\ufffd\ufffdbad"]
+
+
+def test_ids_without_a_string_cast_still_become_strings(tmp_path):
+    ids = pa.array([{"a": 1}, {"a": 2}])
+    path = tmp_path / "x.parquet"
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"id": ids, "text": ["x", "y"]}), path)
+    source = inspect_input(str(path), "id", "text")
+    [(_, batch)] = list(iter_batches(source, "id", "text", 10))
+    assert batch.column(0).to_pylist() == ["{'a': 1}", "{'a': 2}"]
