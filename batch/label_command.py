@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 from typing import Any
 
 import click
@@ -26,6 +27,7 @@ def run_label_command(opts: dict[str, Any], command: list[str]) -> int:
 
     if not opts["verbose"]:
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"vllm\.")
     logging.basicConfig(level=logging.INFO if opts["verbose"] else logging.WARNING)
     try:
         policies = load_policies(list(opts["policies"]))
