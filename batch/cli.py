@@ -26,6 +26,45 @@ def parse_engine_args(pairs: tuple[str, ...]) -> dict[str, Any]:
     return extra
 
 
+def job_input_options(input_help: str):
+    """The options ``label`` and ``verify`` share: which inputs, policies and output."""
+
+    def apply(command):
+        for option in reversed(
+            [
+                click.option("--input", "inputs", multiple=True, required=True, help=input_help),
+                click.option(
+                    "--policy",
+                    "policies",
+                    multiple=True,
+                    required=True,
+                    type=click.Path(),
+                    help="Policy file (Markdown with TOML front matter); repeatable.",
+                ),
+                click.option(
+                    "--output",
+                    required=True,
+                    type=click.Path(file_okay=False),
+                    help="Output dataset folder (Hive-partitioned by policy_id).",
+                ),
+                click.option("--id-column", default="id", show_default=True),
+                click.option("--text-column", default="text", show_default=True),
+                click.option(
+                    "--on-bad-file",
+                    type=click.Choice(["fail", "skip"]),
+                    default="fail",
+                    show_default=True,
+                    help="fail: stop before any work if an input is unreadable; "
+                    "skip: record it and go on.",
+                ),
+            ]
+        ):
+            command = option(command)
+        return command
+
+    return apply
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="safeguard-batch")
 def cli() -> None:
@@ -33,30 +72,8 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option(
-    "--input",
-    "inputs",
-    multiple=True,
-    required=True,
-    help="Parquet file, directory or glob; repeatable.",
-)
-@click.option(
-    "--policy",
-    "policies",
-    multiple=True,
-    required=True,
-    type=click.Path(),
-    help="Policy file (Markdown with TOML front matter); repeatable.",
-)
+@job_input_options("Parquet file, directory or glob; repeatable.")
 @click.option("--model", required=True, help="Local model directory (no hub downloads).")
-@click.option(
-    "--output",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="Output dataset folder (Hive-partitioned by policy_id).",
-)
-@click.option("--id-column", default="id", show_default=True)
-@click.option("--text-column", default="text", show_default=True)
 @click.option(
     "--reasoning-effort",
     type=click.Choice(["low", "medium", "high"]),
@@ -132,13 +149,6 @@ def cli() -> None:
     show_default=True,
     help="Tries per row for parse_error, truncated and engine_error (each with a fresh seed).",
 )
-@click.option(
-    "--on-bad-file",
-    type=click.Choice(["fail", "skip"]),
-    default="fail",
-    show_default=True,
-    help="fail: stop before any work if an input is unreadable; skip: record it and go on.",
-)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.option("-v", "--verbose", is_flag=True, help="Show vLLM's own log messages.")
 def label(**opts: Any) -> None:
@@ -204,42 +214,16 @@ def eval_command(
 
 
 @cli.command()
-@click.option(
-    "--input",
-    "inputs",
-    multiple=True,
-    required=True,
-    help="The inputs the run was given; repeatable.",
-)
-@click.option("--policy", "policies", multiple=True, required=True, type=click.Path())
-@click.option("--output", required=True, type=click.Path(file_okay=False))
-@click.option("--id-column", default="id", show_default=True)
-@click.option("--text-column", default="text", show_default=True)
-@click.option(
-    "--on-bad-file", type=click.Choice(["fail", "skip"]), default="fail", show_default=True
-)
+@job_input_options("The inputs the run was given; repeatable.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None)
 def verify(**opts: Any) -> None:
     """Check the output holds exactly one row per (input row, policy); exit 5 if not."""
-    from batch.errors import EXIT_BAD_INPUT, EXIT_INCOMPLETE, EXIT_USAGE, JobFailure
-    from batch.policy import PolicyError, load_policies
-    from batch.read import InputError, inspect_inputs, resolve_inputs
+    from batch.errors import EXIT_INCOMPLETE
+    from batch.job_inputs import load_policies_and_inputs
     from batch.verify import to_text
     from batch.verify import verify as check
 
-    try:
-        policies = load_policies(list(opts["policies"]))
-    except PolicyError as exc:
-        raise JobFailure(str(exc), EXIT_USAGE) from exc
-    try:
-        inputs, skipped = inspect_inputs(
-            resolve_inputs(list(opts["inputs"])),
-            opts["id_column"],
-            opts["text_column"],
-            skip_bad=opts["on_bad_file"] == "skip",
-        )
-    except InputError as exc:
-        raise JobFailure(str(exc), EXIT_BAD_INPUT) from exc
+    policies, inputs, skipped = load_policies_and_inputs(opts)
     report = check(opts["output"], inputs, policies)
     report["skipped_files"] = skipped
     for bad in skipped:

@@ -18,10 +18,10 @@ def run_label_command(opts: dict[str, Any], command: list[str]) -> int:
     """Validate everything cheap first (policies, inputs, vocabulary, model), then load vLLM."""
     from batch.engine.base import SamplingSettings
     from batch.fingerprint import ModelError, model_fingerprint
+    from batch.job_inputs import load_policies_and_inputs
     from batch.parse import ENGINE_ERROR
     from batch.pipeline import JobConfig, run_label_job, summary_line
-    from batch.policy import PolicyError, load_policies
-    from batch.read import InputError, inspect_inputs, resolve_inputs
+    from batch.read import InputError
     from batch.render import load_encoding, stop_token_ids
     from batch.vocab import VocabError, check_vocab, use_vocab_dir
 
@@ -29,22 +29,7 @@ def run_label_command(opts: dict[str, Any], command: list[str]) -> int:
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
         warnings.filterwarnings("ignore", category=FutureWarning, module=r"vllm\.")
     logging.basicConfig(level=logging.INFO if opts["verbose"] else logging.WARNING)
-    try:
-        policies = load_policies(list(opts["policies"]))
-    except PolicyError as exc:
-        raise JobFailure(str(exc), EXIT_USAGE) from exc
-    skip_bad = opts["on_bad_file"] == "skip"
-    try:
-        inputs, skipped = inspect_inputs(
-            resolve_inputs(list(opts["inputs"])),
-            opts["id_column"],
-            opts["text_column"],
-            skip_bad=skip_bad,
-        )
-    except InputError as exc:
-        raise JobFailure(
-            f"{exc} (pass --on-bad-file skip to label the other files)", EXIT_BAD_INPUT
-        ) from exc
+    policies, inputs, skipped = load_policies_and_inputs(opts)
     for bad in skipped:
         click.echo(f"skipping {bad['error']}", err=True)
     use_vocab_dir(opts["vocab_dir"])
@@ -91,7 +76,7 @@ def run_label_command(opts: dict[str, Any], command: list[str]) -> int:
         force=opts["force"],
         retry_failed_only=opts["retry_failed"],
         max_attempts=opts["max_attempts"],
-        skip_bad_files=skip_bad,
+        skip_bad_files=opts["on_bad_file"] == "skip",
         skipped_files=skipped,
         command=command,
     )
