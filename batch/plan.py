@@ -89,32 +89,21 @@ def plan_policy(
             planned.append(PlannedItem(row, digest, attempt, status=EMPTY_INPUT))
             continue
         if max_model_len is not None and len(text) > MAX_CHARS_PER_TOKEN * max_model_len:
-            planned.append(
-                PlannedItem(
-                    row,
-                    digest,
-                    attempt,
-                    status=TOO_LONG,
-                    error=(
-                        f"text of {len(text)} characters is over {MAX_CHARS_PER_TOKEN} x "
-                        f"max_model_len {max_model_len} (not tokenized)"
-                    ),
-                )
+            reason = (
+                f"text of {len(text)} characters is over {MAX_CHARS_PER_TOKEN} x "
+                f"max_model_len {max_model_len} (not tokenized)"
             )
+            planned.append(PlannedItem(row, digest, attempt, status=TOO_LONG, error=reason))
             continue
         prompt = prefix.prompt_for(text)
         if max_model_len is not None and len(prompt) + max_tokens > max_model_len:
+            reason = (
+                f"prompt of {len(prompt)} tokens + max_tokens {max_tokens} exceeds "
+                f"max_model_len {max_model_len}"
+            )
             planned.append(
                 PlannedItem(
-                    row,
-                    digest,
-                    attempt,
-                    status=TOO_LONG,
-                    prompt_tokens=len(prompt),
-                    error=(
-                        f"prompt of {len(prompt)} tokens + max_tokens {max_tokens} exceeds "
-                        f"max_model_len {max_model_len}"
-                    ),
+                    row, digest, attempt, status=TOO_LONG, prompt_tokens=len(prompt), error=reason
                 )
             )
             continue

@@ -59,6 +59,15 @@ def finished_files(output):
     return len(list(output.glob("policy_id=*/*.parquet")))
 
 
+def run_to_completion(inputs, output):
+    done = subprocess.run(
+        [sys.executable, str(HERE / "scripted_job.py"), str(inputs), str(output)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
 def kill_when(process, output, files_done):
     """SIGKILL the run as soon as ``files_done`` chunk files exist (0: right after it starts)."""
     while finished_files(output) < files_done and process.poll() is None:
@@ -75,12 +84,7 @@ def test_sigkill_at_many_points_then_resume_gives_every_row_exactly_once(tmp_pat
         output = tmp_path / f"out-{point}"
         process = start(inputs, output)
         seen_after_kill.append(kill_when(process, output, files_done))
-        resumed = subprocess.run(
-            [sys.executable, str(HERE / "scripted_job.py"), str(inputs), str(output)],
-            capture_output=True,
-            text=True,
-        )
-        assert resumed.returncode == 0, resumed.stderr[-2000:]
+        run_to_completion(inputs, output)
         assert_exactly_once(output)
     # The kills really landed mid-run, at several different stages.
     partial = {n for n in seen_after_kill if 0 < n < total_files}
@@ -91,10 +95,5 @@ def test_killed_twice_in_a_row_still_converges(tmp_path, inputs):
     output = tmp_path / "out"
     for files_done in (4, 12):
         kill_when(start(inputs, output), output, files_done)
-    done = subprocess.run(
-        [sys.executable, str(HERE / "scripted_job.py"), str(inputs), str(output)],
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    run_to_completion(inputs, output)
     assert_exactly_once(output)
