@@ -466,12 +466,13 @@ def run_label_job(config: JobConfig, engine: Engine, progress: bool = False) -> 
         dynamic_ncols=True,
     )
     pending: list[Chunk] = []
+    pending_rows = 0
 
     def flush() -> None:
-        nonlocal pending, last_saved
+        nonlocal pending, pending_rows, last_saved
         labeller.process(pending)
-        bar.update(sum(len(c.ids) for c in pending))
-        pending = []
+        bar.update(pending_rows)
+        pending, pending_rows = [], 0
         if time.monotonic() - last_saved > MANIFEST_EVERY_SECONDS:
             save_manifest()
             last_saved = time.monotonic()
@@ -493,7 +494,8 @@ def run_label_job(config: JobConfig, engine: Engine, progress: bool = False) -> 
                     log.warning("skipping the rest of %s: %s", source.path, exc)
                     break
                 pending.append(chunk)
-                if sum(len(c.ids) for c in pending) * per_row >= config.batch_requests:
+                pending_rows += len(chunk.ids)
+                if pending_rows * per_row >= config.batch_requests:
                     flush()
         if pending:
             flush()
