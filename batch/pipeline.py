@@ -232,7 +232,6 @@ def rows_to_table(rows: list[dict[str, Any]]) -> pa.Table:
 class ChunkTask:
     """The work for one (chunk, policy): every row, or only the rows a retry must redo."""
 
-    position: int
     chunk: Chunk
     policy: Policy
     name: str
@@ -251,7 +250,7 @@ class Labeller:
         self.settings = settings_sha256(config.reasoning_effort, config.sampling)
         self.prefixes = {p.id: render_prefix(p, config.reasoning_effort) for p in config.policies}
 
-    def _task(self, position: int, chunk: Chunk, policy: Policy) -> ChunkTask | None:
+    def _task(self, chunk: Chunk, policy: Policy) -> ChunkTask | None:
         """What is left to do for a (chunk, policy), given what an earlier run wrote."""
         config = self.config
         name = chunk_name(
@@ -266,17 +265,18 @@ class Labeller:
         if config.force or not path.exists():
             if config.retry_failed_only:
                 return None
-            return ChunkTask(position, chunk, policy, name, dict.fromkeys(range(len(chunk.ids)), 1))
-        existing = pq.read_table(path).to_pylist()
+            return ChunkTask(chunk, policy, name, dict.fromkeys(range(len(chunk.ids)), 1))
+        # Only the bookkeeping columns: reasoning text is read only if a row must be redone.
+        done = pq.read_table(path, columns=["source_row", "status", "attempt"]).to_pylist()
         retry = {
             row["source_row"] - chunk.first_row: row["attempt"] + 1
-            for row in existing
+            for row in done
             if row["status"] in RETRYABLE and row["attempt"] < config.max_attempts
         }
-        self.stats.rows_reused += len(existing) - len(retry)
+        self.stats.rows_reused += len(done) - len(retry)
         if not retry:
             return None
-        return ChunkTask(position, chunk, policy, name, retry, existing)
+        return ChunkTask(chunk, policy, name, retry, pq.read_table(path).to_pylist())
 
     def process(self, chunks: Sequence[Chunk]) -> None:
         """Plan, generate, parse and write a group of chunks; one engine call for all of them."""
@@ -284,8 +284,8 @@ class Labeller:
         tasks = [
             task
             for policy in config.policies  # policy-major: requests sharing a prefix run together
-            for position, chunk in enumerate(chunks)
-            if (task := self._task(position, chunk, policy)) is not None
+            for chunk in chunks
+            if (task := self._task(chunk, policy)) is not None
         ]
         plans: list[list[PlannedItem]] = []
         requests: list[GenerationRequest] = []
