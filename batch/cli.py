@@ -71,92 +71,152 @@ def cli() -> None:
     """Label Parquet content with gpt-oss-safeguard policy models on vLLM, auditably."""
 
 
+_LABEL_OPTIONS = [
+    click.option("--model", required=True, help="Local model directory (no hub downloads)."),
+    click.option(
+        "--reasoning-effort",
+        type=click.Choice(["low", "medium", "high"]),
+        default="low",
+        show_default=True,
+        help="Harmony system reasoning effort; low is fastest.",
+    ),
+    click.option("--temperature", type=float, default=1.0, show_default=True),
+    click.option("--top-p", type=float, default=1.0, show_default=True),
+    click.option(
+        "--max-tokens",
+        type=click.IntRange(1),
+        default=1024,
+        show_default=True,
+        help="Completion budget; a truncated analysis never reaches a verdict.",
+    ),
+    click.option(
+        "--chunk-size",
+        type=click.IntRange(1),
+        default=1000,
+        show_default=True,
+        help="Rows per output file (the unit of atomic writes).",
+    ),
+    click.option(
+        "--batch-size",
+        type=click.IntRange(1),
+        default=4096,
+        show_default=True,
+        help="Requests handed to the engine per generate call.",
+    ),
+    click.option("--tensor-parallel-size", type=click.IntRange(1), default=1, show_default=True),
+    click.option(
+        "--gpu-memory-utilization",
+        type=click.FloatRange(0.05, 1.0),
+        default=0.90,
+        show_default=True,
+    ),
+    click.option(
+        "--max-model-len",
+        type=click.IntRange(1),
+        default=None,
+        help="Context length; longer prompts get status too_long. Default: the model's.",
+    ),
+    click.option(
+        "--max-num-seqs",
+        type=click.IntRange(1),
+        default=None,
+        help="Sequences vLLM runs at once. Default: vLLM's.",
+    ),
+    click.option(
+        "--engine-arg",
+        "engine_args",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Any other vllm.LLM argument (VALUE parsed as JSON if it can be); repeatable.",
+    ),
+    click.option("--seed", type=int, default=0, show_default=True, help="Engine seed."),
+    click.option(
+        "--vocab-dir",
+        type=click.Path(file_okay=False),
+        default=None,
+        help="Folder holding o200k_base.tiktoken (else $TIKTOKEN_ENCODINGS_BASE).",
+    ),
+    click.option(
+        "--force", is_flag=True, help="Redo all work, even where this output already holds it."
+    ),
+    click.option(
+        "--retry-failed",
+        is_flag=True,
+        help="Only retry rows an earlier run left as parse_error, truncated or engine_error.",
+    ),
+    click.option(
+        "--max-attempts",
+        type=click.IntRange(1),
+        default=3,
+        show_default=True,
+        help="Tries per row for parse_error, truncated and engine_error (each with a fresh seed).",
+    ),
+    click.option(
+        "--multi-policy",
+        type=click.Choice(["separate", "combined"]),
+        default="separate",
+        show_default=True,
+        help="separate: one request per item and policy (most accurate); combined: one request "
+        "per item for all policies (cheaper, a little less accurate).",
+    ),
+    click.option(
+        "--reuse/--no-reuse",
+        default=True,
+        show_default=True,
+        help="Carry over identical earlier labels (same content, policy, prompt, model and "
+        "settings) found in the output instead of asking the model again.",
+    ),
+    click.option(
+        "--sample",
+        type=click.IntRange(1),
+        default=None,
+        help="Label only N input rows, drawn at random and reproducibly (see --sample-seed).",
+    ),
+    click.option("--sample-seed", type=int, default=0, show_default=True),
+    click.option("-q", "--quiet", is_flag=True, help="No progress bar."),
+    click.option("-v", "--verbose", is_flag=True, help="Show vLLM's own log messages."),
+]
+
+
+def label_options(command):
+    """The options ``label`` and ``relabel`` share: model, engine, generation and run control."""
+    for option in reversed(_LABEL_OPTIONS):
+        command = option(command)
+    return command
+
+
 @cli.command()
 @job_input_options("Parquet file, directory or glob; repeatable.")
-@click.option("--model", required=True, help="Local model directory (no hub downloads).")
-@click.option(
-    "--reasoning-effort",
-    type=click.Choice(["low", "medium", "high"]),
-    default="low",
-    show_default=True,
-    help="Harmony system reasoning effort; low is fastest.",
-)
-@click.option("--temperature", type=float, default=1.0, show_default=True)
-@click.option("--top-p", type=float, default=1.0, show_default=True)
-@click.option(
-    "--max-tokens",
-    type=click.IntRange(1),
-    default=1024,
-    show_default=True,
-    help="Completion budget; a truncated analysis never reaches a verdict.",
-)
-@click.option(
-    "--chunk-size",
-    type=click.IntRange(1),
-    default=1000,
-    show_default=True,
-    help="Rows per output file (the unit of atomic writes).",
-)
-@click.option(
-    "--batch-size",
-    type=click.IntRange(1),
-    default=4096,
-    show_default=True,
-    help="Requests handed to the engine per generate call.",
-)
-@click.option("--tensor-parallel-size", type=click.IntRange(1), default=1, show_default=True)
-@click.option(
-    "--gpu-memory-utilization", type=click.FloatRange(0.05, 1.0), default=0.90, show_default=True
-)
-@click.option(
-    "--max-model-len",
-    type=click.IntRange(1),
-    default=None,
-    help="Context length; longer prompts get status too_long. Default: the model's.",
-)
-@click.option(
-    "--max-num-seqs",
-    type=click.IntRange(1),
-    default=None,
-    help="Sequences vLLM runs at once. Default: vLLM's.",
-)
-@click.option(
-    "--engine-arg",
-    "engine_args",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Any other vllm.LLM argument (VALUE parsed as JSON if it can be); repeatable.",
-)
-@click.option("--seed", type=int, default=0, show_default=True, help="Engine seed.")
-@click.option(
-    "--vocab-dir",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Folder holding o200k_base.tiktoken (else $TIKTOKEN_ENCODINGS_BASE).",
-)
-@click.option(
-    "--force", is_flag=True, help="Redo all work, even where this output already holds it."
-)
-@click.option(
-    "--retry-failed",
-    is_flag=True,
-    help="Only retry rows an earlier run left as parse_error, truncated or engine_error.",
-)
-@click.option(
-    "--max-attempts",
-    type=click.IntRange(1),
-    default=3,
-    show_default=True,
-    help="Tries per row for parse_error, truncated and engine_error (each with a fresh seed).",
-)
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-@click.option("-v", "--verbose", is_flag=True, help="Show vLLM's own log messages.")
+@label_options
 def label(**opts: Any) -> None:
     """Label every input row under every policy."""
     from batch.label_command import run_label_command
 
-    code = run_label_command(opts, command=["safeguard-batch", *sys.argv[1:]])
+    code, _ = run_label_command(opts, command=["safeguard-batch", *sys.argv[1:]])
     sys.exit(code)
+
+
+@cli.command()
+@job_input_options("Parquet file, directory or glob; repeatable.")
+@label_options
+@click.option(
+    "--examples",
+    type=click.IntRange(0),
+    default=10,
+    show_default=True,
+    help="Flipped items to show per policy.",
+)
+def relabel(**opts: Any) -> None:
+    """Label with an edited policy, keep the old labels, and show what flips.
+
+    Runs ``label`` (the new policy version's labels go beside the old ones, told apart by
+    policy_sha256), then compares each policy's new labels with its previous version in the
+    same output and writes the diff to OUT/_diffs/<run_id>.md and .json. Add --sample N to
+    try the edit on N random rows first.
+    """
+    from batch.label_command import run_relabel_command
+
+    sys.exit(run_relabel_command(opts, command=["safeguard-batch", *sys.argv[1:]]))
 
 
 @cli.command("eval")
@@ -235,6 +295,138 @@ def verify(**opts: Any) -> None:
         write_json_atomic(opts["json_path"], report)
     if not report["complete"]:
         sys.exit(EXIT_INCOMPLETE)
+
+
+@cli.command()
+@click.argument("old", type=click.Path(exists=True, file_okay=False))
+@click.argument("new", type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--old-where",
+    multiple=True,
+    metavar="COLUMN=VALUE",
+    help="Narrow OLD, e.g. policy_sha256=<prefix>, policy_version=2, model=..., run_id=...; "
+    "repeatable.",
+)
+@click.option("--new-where", multiple=True, metavar="COLUMN=VALUE", help="Narrow NEW, likewise.")
+@click.option("--policy", "policy_id", default=None, help="Only this policy id.")
+@click.option(
+    "--on",
+    type=click.Choice(["source", "id", "content"]),
+    default="source",
+    show_default=True,
+    help="Match rows by source file and row, by id, or by content hash.",
+)
+@click.option(
+    "--examples",
+    type=click.IntRange(0),
+    default=10,
+    show_default=True,
+    help="Flipped items to show per policy (a seeded random sample).",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--text-column",
+    default="text",
+    show_default=True,
+    help="Show each example's text from its source file ('' to leave it out).",
+)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None)
+@click.option(
+    "--markdown",
+    "markdown_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also write the Markdown report to this file.",
+)
+def diff(
+    old: str,
+    new: str,
+    old_where: tuple[str, ...],
+    new_where: tuple[str, ...],
+    policy_id: str | None,
+    on: str,
+    examples: int,
+    seed: int,
+    text_column: str,
+    json_path: str | None,
+    markdown_path: str | None,
+) -> None:
+    """Compare two label sets: flip matrix, flip rate with a 95% interval, flipped samples.
+
+    OLD and NEW are output folders (the same folder twice, narrowed by --old-where and
+    --new-where, compares two policy versions, models or runs within one output).
+    """
+    from pathlib import Path
+
+    from batch.diff import DiffError, diff_outputs, parse_where, to_markdown
+    from batch.errors import EXIT_USAGE, JobFailure
+
+    try:
+        olds, news = parse_where(old_where), parse_where(new_where)
+        if policy_id:
+            olds["policy_id"] = news["policy_id"] = policy_id
+        report = diff_outputs(old, new, olds, news, on, examples, seed, text_column or None)
+    except DiffError as exc:
+        raise JobFailure(str(exc), EXIT_USAGE) from exc
+    text = to_markdown(report)
+    click.echo(text)
+    if json_path:
+        from batch.write import write_json_atomic
+
+        write_json_atomic(json_path, report)
+    if markdown_path:
+        Path(markdown_path).write_text(text)
+
+
+@cli.command("run")
+@click.argument("spec", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override one key of the spec (VALUE read as TOML if it can be); repeatable.",
+)
+@click.option(
+    "--date",
+    "run_date",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="The date that fills {date} in the spec. Default: yesterday (UTC).",
+)
+@click.option(
+    "--dry-run", is_flag=True, help="Print the resolved spec and the equivalent command only."
+)
+def run_command(spec: str, overrides: tuple[str, ...], run_date: Any, dry_run: bool) -> None:
+    """Run a declarative job spec (jobs/*.toml): label or relabel with its settings."""
+    import shlex
+
+    from batch.errors import EXIT_USAGE, JobFailure
+    from batch.jobspec import JobSpecError, default_run_date, resolve, to_arguments
+
+    day = run_date.date() if run_date is not None else default_run_date()
+    try:
+        resolved = resolve(spec, overrides, day)
+        name = resolved.get("command", "label")
+        target = relabel if name == "relabel" else label
+        args = to_arguments(resolved, target, spec)
+    except JobSpecError as exc:
+        raise JobFailure(str(exc), EXIT_USAGE) from exc
+    if dry_run:
+        click.echo(json.dumps(resolved, indent=2, default=str))
+        click.echo(shlex.join(["safeguard-batch", name, *args]))
+        return
+    ctx = target.make_context(f"safeguard-batch {name}", args)
+    job = {"path": str(spec), "date": day.isoformat(), "set": list(overrides), "spec": resolved}
+    command = ["safeguard-batch", *sys.argv[1:]]
+    if name == "relabel":
+        from batch.label_command import run_relabel_command
+
+        sys.exit(run_relabel_command(ctx.params, command, job))
+    from batch.label_command import run_label_command
+
+    code, _ = run_label_command(ctx.params, command, job)
+    sys.exit(code)
 
 
 def main() -> None:

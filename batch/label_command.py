@@ -6,15 +6,23 @@ import logging
 import os
 import sys
 import warnings
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from batch.cli import parse_engine_args
 from batch.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_ROWS_FAILED, EXIT_USAGE, JobFailure
 
+if TYPE_CHECKING:  # pragma: no cover
+    from batch.pipeline import RunResult
 
-def run_label_command(opts: dict[str, Any], command: list[str]) -> int:
+DIFFS_DIR = "_diffs"
+
+
+def run_label_command(
+    opts: dict[str, Any], command: list[str], job_spec: dict[str, Any] | None = None
+) -> tuple[int, RunResult]:
     """Validate everything cheap first (policies, inputs, vocabulary, model), then load vLLM."""
     from batch.engine.base import SamplingSettings
     from batch.fingerprint import ModelError, model_fingerprint
@@ -29,6 +37,8 @@ def run_label_command(opts: dict[str, Any], command: list[str]) -> int:
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
         warnings.filterwarnings("ignore", category=FutureWarning, module=r"vllm\.")
     logging.basicConfig(level=logging.INFO if opts["verbose"] else logging.WARNING)
+    if opts["sample"] is not None and opts["force"]:
+        raise JobFailure("--sample and --force cannot be combined", EXIT_USAGE)
     policies, inputs, skipped = load_policies_and_inputs(opts)
     for bad in skipped:
         click.echo(f"skipping {bad['error']}", err=True)
@@ -78,6 +88,11 @@ def run_label_command(opts: dict[str, Any], command: list[str]) -> int:
         max_attempts=opts["max_attempts"],
         skip_bad_files=opts["on_bad_file"] == "skip",
         skipped_files=skipped,
+        multi_policy=opts["multi_policy"],
+        reuse=opts["reuse"],
+        sample=opts["sample"],
+        sample_seed=opts["sample_seed"],
+        job_spec=job_spec,
         command=command,
     )
     progress = not opts["quiet"] and sys.stderr.isatty()
@@ -96,5 +111,46 @@ def run_label_command(opts: dict[str, Any], command: list[str]) -> int:
             f"to retry them (at most {opts['max_attempts']} attempts per row)",
             err=True,
         )
-        return EXIT_ROWS_FAILED
-    return EXIT_OK
+        return EXIT_ROWS_FAILED, result
+    return EXIT_OK, result
+
+
+def run_relabel_command(
+    opts: dict[str, Any], command: list[str], job_spec: dict[str, Any] | None = None
+) -> int:
+    """Label with the (edited) policies, then diff each against its previous version."""
+    from batch.diff import diff_outputs, previous_policy_version, to_markdown
+    from batch.write import write_json_atomic
+
+    code, result = run_label_command(opts, command, job_spec)
+    output = opts["output"]
+    run_id = result.run_id
+    reports = []
+    for policy in result.manifest["policies"]:
+        previous = previous_policy_version(output, policy["id"], policy["policy_sha256"])
+        if previous is None:
+            click.echo(f"{policy['id']}: no earlier version in {output} to compare with", err=True)
+            continue
+        reports.append(
+            diff_outputs(
+                output,
+                output,
+                {"policy_id": policy["id"], "policy_sha256": previous},
+                {"policy_id": policy["id"], "policy_sha256": policy["policy_sha256"]},
+                examples=opts["examples"],
+                text_column=opts["text_column"],
+            )
+        )
+    if not reports:
+        return code
+    merged = {**reports[0], "policies": [p for r in reports for p in r["policies"]]}
+    merged.pop("old"), merged.pop("new")
+    merged["output"] = output
+    merged["run_id"] = run_id
+    text = to_markdown(merged)
+    diff_dir = Path(output) / DIFFS_DIR
+    write_json_atomic(diff_dir / f"{run_id}.json", merged)
+    (diff_dir / f"{run_id}.md").write_text(text)
+    click.echo(text)
+    click.echo(f"diff written to {diff_dir / run_id}.md and .json", err=True)
+    return code

@@ -98,10 +98,10 @@ def _parse_complete_messages(encoding, tokens: list[int]) -> list:
         return []
 
 
-def parse_completion(
-    token_ids: Sequence[int], finish_reason: str | None, output_format: str
-) -> Verdict:
-    """Read harmony messages from completion tokens and the verdict from the final channel."""
+def read_completion(
+    token_ids: Sequence[int], finish_reason: str | None
+) -> Verdict | tuple[str, str | None]:
+    """Harmony messages from completion tokens: ``(final text, reasoning)``, or a failed verdict."""
     from openai_harmony import HarmonyError, Role
 
     from batch.render import load_encoding
@@ -132,7 +132,11 @@ def parse_completion(
         )
     if not finals:
         return Verdict(PARSE_ERROR, reasoning=reasoning, error="no final-channel message")
-    final = finals[-1]
+    return finals[-1], reasoning
+
+
+def verdict_from_final(final: str, reasoning: str | None, output_format: str) -> Verdict:
+    """Read the verdict from final-channel text in a policy's output format."""
     try:
         label, category, rationale = FORMAT_PARSERS[output_format](final)
     except ValueError as exc:
@@ -145,3 +149,14 @@ def parse_completion(
         rationale=rationale,
         reasoning=reasoning,
     )
+
+
+def parse_completion(
+    token_ids: Sequence[int], finish_reason: str | None, output_format: str
+) -> Verdict:
+    """Read harmony messages from completion tokens and the verdict from the final channel."""
+    read = read_completion(token_ids, finish_reason)
+    if isinstance(read, Verdict):
+        return read
+    final, reasoning = read
+    return verdict_from_final(final, reasoning, output_format)

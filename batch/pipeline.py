@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from batch import __version__
+from batch.combined import combined_policy, parse_combined
 from batch.engine.base import Completion, Engine, GenerationRequest, SamplingSettings
 from batch.generate import generate_with_retries
 from batch.parse import ENGINE_ERROR, STATUSES, Verdict, parse_completion
@@ -26,18 +27,30 @@ from batch.plan import PlannedItem, content_sha256, plan_policy, settings_sha256
 from batch.policy import Policy
 from batch.read import InputError, InputFile, iter_batches
 from batch.render import PromptPrefix, render_prefix
+from batch.sample import sample_rows
 from batch.schema import OUTPUT_SCHEMA, RETRYABLE
+from batch.store import LabelStore, StoredLabel, WorkKey
 from batch.write import (
     RUNS_DIR,
     chunk_path,
+    partial_chunk_path,
     remove_stale_temporaries,
-    write_chunk,
+    write_chunk_file,
     write_json_atomic,
 )
 
 log = logging.getLogger(__name__)
 
 MANIFEST_EVERY_SECONDS = 30.0  # a killed run's manifest still says how far it got
+
+
+SEPARATE, COMBINED = "separate", "combined"  # --multi-policy modes
+
+# Where a row's label came from (the ``origin`` column).
+ORIGIN_MODEL = "model"  # a request was sent for this row
+ORIGIN_DUPLICATE = "duplicate"  # identical content in this run: judged once, fanned out
+ORIGIN_REUSED = "reused"  # identical work labelled by an earlier run, carried over
+ORIGIN_PLANNER = "planner"  # empty or too long: decided without the model
 
 
 @dataclass
@@ -61,7 +74,18 @@ class JobConfig:
     max_attempts: int = 3  # tries per row for parse_error, truncated and engine_error
     skip_bad_files: bool = False  # --on-bad-file skip: record unreadable files, go on
     skipped_files: list[dict[str, str]] = field(default_factory=list)  # found before the run
+    multi_policy: str = SEPARATE  # "combined": one request per item for all policies
+    reuse: bool = True  # carry over identical earlier labels from the output's label store
+    sample: int | None = None  # label only this many rows, drawn at random (reproducibly)
+    sample_seed: int = 0
+    job_spec: dict[str, Any] | None = None  # the resolved job spec, for ``run``
     command: list[str] = field(default_factory=lambda: list(sys.argv))
+
+    def __post_init__(self) -> None:
+        if self.multi_policy not in (SEPARATE, COMBINED):
+            raise ValueError(f"multi_policy must be {SEPARATE!r} or {COMBINED!r}")
+        if self.sample is not None and self.force:
+            raise ValueError("a sample run cannot be forced: --force redoes whole chunks")
 
 
 @dataclass
@@ -74,6 +98,29 @@ class Chunk:
     ids: list[str | None]
     texts: list[str | None]
     hashes: list[str | None]
+    wanted: frozenset[int] | None = None  # row offsets a sample run labels; None: every row
+
+    def wanted_rows(self) -> set[int]:
+        return set(range(len(self.ids))) if self.wanted is None else set(self.wanted)
+
+
+@dataclass
+class PolicyStats:
+    """Per-policy counts for the manifest: where each row's label came from."""
+
+    rows: int = 0  # input rows this run was asked to label
+    kept: int = 0  # already in the output from an earlier run, left as they were
+    requests_sent: int = 0  # requests the engine saw for this policy
+    reused: int = 0  # identical earlier work carried over from the label store
+    deduplicated: int = 0  # identical content in this run, judged once and fanned out
+    decided_without_model: int = 0  # empty or too long
+    retried: int = 0  # failed rows tried again
+    status: Counter = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in self.__dict__.items() if k != "status"}
+        out["status"] = {s: self.status.get(s, 0) for s in STATUSES}
+        return out
 
 
 @dataclass
@@ -84,12 +131,16 @@ class RunStats:
     cached_tokens: int = 0
     completion_tokens: int = 0
     status_counts: Counter = field(default_factory=Counter)
-    per_policy: dict[str, Counter] = field(default_factory=dict)
+    per_policy: dict[str, PolicyStats] = field(default_factory=dict)
     generate_seconds: float = 0.0
     files_written: int = 0
-    rows_reused: int = 0  # (row, policy) results kept from earlier runs
-    rows_retried: int = 0  # failed (row, policy) results tried again
     unreadable: list[dict[str, str]] = field(default_factory=list)  # failed mid-read, skipped
+
+    def policy(self, policy_id: str) -> PolicyStats:
+        return self.per_policy.setdefault(policy_id, PolicyStats())
+
+    def total(self, name: str) -> int:
+        return sum(getattr(p, name) for p in self.per_policy.values())
 
 
 def new_run_id(now: datetime) -> str:
@@ -97,35 +148,45 @@ def new_run_id(now: datetime) -> str:
 
 
 def iter_chunks(
-    source: InputFile, id_column: str, text_column: str, chunk_size: int
+    source: InputFile,
+    id_column: str,
+    text_column: str,
+    chunk_size: int,
+    sample: set[int] | None = None,
 ) -> Iterator[Chunk]:
     """Cut a file into chunks of exactly ``chunk_size`` rows (the last may be shorter).
 
     Chunk boundaries depend only on the file and ``chunk_size``, never on row-group layout,
-    so a chunk's identity is stable across runs.
+    so a chunk's identity is stable across runs. With ``sample`` (source rows to label),
+    chunks holding none of them are not yielded.
     """
     ids: list[str | None] = []
     texts: list[str | None] = []
     index = 0
+
+    def make(chunk_ids: list, chunk_texts: list) -> Chunk | None:
+        first = index * chunk_size
+        wanted = None
+        if sample is not None:
+            wanted = frozenset(r - first for r in sample if first <= r < first + len(chunk_ids))
+            if not wanted:
+                return None
+        hashes = [content_sha256(t) for t in chunk_texts]
+        return Chunk(source, index, first, chunk_ids, chunk_texts, hashes, wanted)
+
     for _, batch in iter_batches(source, id_column, text_column, chunk_size):
         ids.extend(batch.column(0).to_pylist())
         texts.extend(batch.column(1).to_pylist())
         while len(ids) >= chunk_size:
-            chunk_texts = texts[:chunk_size]
-            yield Chunk(
-                source,
-                index,
-                index * chunk_size,
-                ids[:chunk_size],
-                chunk_texts,
-                [content_sha256(t) for t in chunk_texts],
-            )
+            chunk = make(ids[:chunk_size], texts[:chunk_size])
+            if chunk is not None:
+                yield chunk
             del ids[:chunk_size], texts[:chunk_size]
             index += 1
     if ids:
-        yield Chunk(
-            source, index, index * chunk_size, ids, texts, [content_sha256(t) for t in texts]
-        )
+        chunk = make(ids, texts)
+        if chunk is not None:
+            yield chunk
 
 
 def chunk_name(
@@ -153,43 +214,285 @@ def chunk_name(
     return f"part-{chunk.source.fingerprint[:12]}-{chunk.index:06d}-{digest}"
 
 
-def _verdict_for(item: PlannedItem, result: Completion | str | None, output_format: str) -> Verdict:
-    if item.status is not None:
-        return Verdict(item.status, error=item.error)
-    if isinstance(result, str):
-        return Verdict(ENGINE_ERROR, error=result)
-    assert result is not None
-    return parse_completion(result.token_ids, result.finish_reason, output_format)
+def rows_to_table(rows: list[dict[str, Any]]) -> pa.Table:
+    return pa.Table.from_pylist(rows, schema=OUTPUT_SCHEMA)
 
 
-def build_rows(
-    config: JobConfig,
-    chunk: Chunk,
-    policy: Policy,
-    prefix: PromptPrefix,
-    settings: str,
-    planned: list[PlannedItem],
-    results: dict[int, Completion | str],
-    run_id: str,
-    labelled_at: datetime,
-    stats: RunStats,
-) -> dict[int, dict[str, Any]]:
-    """Output rows (keyed by row index in the chunk) for the planned items of one policy."""
-    counts = stats.per_policy.setdefault(policy.id, Counter())
-    rows: dict[int, dict[str, Any]] = {}
-    for item in planned:
-        result = results.get(item.row)
+@dataclass
+class ChunkTask:
+    """The work for one (chunk, policy): the rows to (re)do and the rows already on disk."""
+
+    chunk: Chunk
+    policy: Policy
+    name: str
+    rows: dict[int, int]  # row offset in the chunk -> attempt number
+    existing: dict[int, dict[str, Any]]  # rows on disk that stay unless redone
+    target: Path  # the full chunk file, or a partial one while a sample covers part of it
+    superseded: Path | None = None  # a partial file to delete once the full one is in place
+
+
+@dataclass
+class Decision:
+    """How one planned (row, policy) gets its label."""
+
+    task: int
+    item: PlannedItem
+    origin: str
+    stored: dict[str, Any] | None = None  # the carried-over label columns, for reuse
+    group: int | None = None  # index of the request that answers it
+
+
+class Labeller:
+    """Runs pending chunks through the engine in large, policy-grouped, deduplicated batches."""
+
+    def __init__(self, config: JobConfig, engine: Engine, run_id: str, stats: RunStats) -> None:
+        self.config = config
+        self.engine = engine
+        self.run_id = run_id
+        self.stats = stats
+        self.settings = settings_sha256(config.reasoning_effort, config.sampling)
+        self.store = LabelStore(config.output)
+        self._leaders: list[Decision] = []
+        self._answered: set[tuple[int, str]] = set()  # (request, policy) already counted
+        if config.multi_policy == COMBINED:
+            self.seed_policy = combined_policy(config.policies)
+            shared = render_prefix(self.seed_policy, config.reasoning_effort)
+            self.prefixes = {p.id: shared for p in config.policies}
+        else:
+            self.seed_policy = None
+            self.prefixes = {
+                p.id: render_prefix(p, config.reasoning_effort) for p in config.policies
+            }
+
+    def work_key(self, policy: Policy) -> WorkKey:
+        return WorkKey(
+            policy.id,
+            policy.sha256,
+            self.prefixes[policy.id].sha256,
+            self.config.model_fingerprint,
+            self.settings,
+        )
+
+    def _task(self, chunk: Chunk, policy: Policy) -> ChunkTask | None:
+        """What is left to do for a (chunk, policy), given what earlier runs wrote."""
+        config = self.config
+        counts = self.stats.policy(policy.id)
+        name = chunk_name(
+            chunk,
+            config.chunk_size,
+            policy,
+            self.prefixes[policy.id],
+            config.model_fingerprint,
+            self.settings,
+        )
+        full = chunk_path(config.output, policy.id, name)
+        partial = partial_chunk_path(config.output, policy.id, name)
+        wanted = chunk.wanted_rows()
+        if config.force:
+            if config.retry_failed_only:
+                return None
+            stale = partial if partial.exists() else None
+            return ChunkTask(chunk, policy, name, dict.fromkeys(wanted, 1), {}, full, stale)
+        if full.exists():
+            partial.unlink(missing_ok=True)  # left by a run killed just after the full write
+            on_disk = full
+        elif partial.exists():
+            on_disk = partial
+        else:
+            if config.retry_failed_only:
+                return None
+            target = full if len(wanted) == len(chunk.ids) else partial
+            return ChunkTask(chunk, policy, name, dict.fromkeys(wanted, 1), {}, target)
+        # Only the bookkeeping columns: reasoning text is read only if a row must be redone.
+        done = pq.read_table(on_disk, columns=["source_row", "status", "attempt"]).to_pylist()
+        present = {row["source_row"] - chunk.first_row: row for row in done}
+        todo = {
+            offset: row["attempt"] + 1
+            for offset, row in present.items()
+            if offset in wanted
+            and row["status"] in RETRYABLE
+            and row["attempt"] < config.max_attempts
+        }
+        if not config.retry_failed_only:
+            todo.update(dict.fromkeys(wanted - present.keys(), 1))
+        counts.kept += len(wanted & present.keys()) - sum(1 for o in todo if o in present)
+        if not todo:
+            return None
+        existing = {
+            row["source_row"] - chunk.first_row: row for row in pq.read_table(on_disk).to_pylist()
+        }
+        covered = len(existing.keys() | todo.keys()) == len(chunk.ids)
+        target = full if covered else partial
+        return ChunkTask(
+            chunk,
+            policy,
+            name,
+            todo,
+            existing,
+            target,
+            partial if target == full and on_disk == partial else None,
+        )
+
+    def _decide(self, tasks: list[ChunkTask], plans: list[list[PlannedItem]]) -> list[Decision]:
+        """Planner verdict, earlier label, or a (deduplicated) request, for each planned item."""
+        decisions: list[Decision] = []
+        candidates: dict[WorkKey, dict[str, StoredLabel]] = {}
+        for index, planned in enumerate(plans):
+            task = tasks[index]
+            key = self.work_key(task.policy)
+            for item in planned:
+                if item.status is not None:
+                    decisions.append(Decision(index, item, ORIGIN_PLANNER))
+                    continue
+                decision = Decision(index, item, ORIGIN_MODEL)
+                if self.config.reuse and not self.config.force:
+                    ref = self.store.lookup(key, item.content_sha256)
+                    if ref is not None:
+                        candidates.setdefault(key, {})[item.content_sha256] = ref
+                decisions.append(decision)
+        fetched = {key: self.store.fetch(key, wanted) for key, wanted in candidates.items()}
+        for decision in decisions:
+            if decision.origin != ORIGIN_MODEL:
+                continue
+            stored = fetched.get(self.work_key(tasks[decision.task].policy), {}).get(
+                decision.item.content_sha256
+            )
+            if stored is not None:
+                decision.stored = stored
+                same_run = stored["run_id"] == self.run_id
+                decision.origin = ORIGIN_DUPLICATE if same_run else ORIGIN_REUSED
+        return decisions
+
+    def _requests(
+        self, tasks: list[ChunkTask], decisions: list[Decision]
+    ) -> tuple[list[GenerationRequest], list[Decision]]:
+        """One request per distinct (policy, content), or per content in combined mode."""
+        combined = self.config.multi_policy == COMBINED
+        groups: dict[tuple, int] = {}
+        leaders: list[Decision] = []
+        for decision in decisions:
+            if decision.origin != ORIGIN_MODEL:
+                continue
+            policy_id = tasks[decision.task].policy.id
+            key = (
+                (decision.item.content_sha256,)
+                if combined
+                else (policy_id, decision.item.content_sha256)
+            )
+            group = groups.get(key)
+            if group is None:
+                group = groups[key] = len(leaders)
+                leaders.append(decision)
+            elif decision.item.attempt > leaders[group].item.attempt:
+                leaders[group] = decision  # the most-tried row sets the attempt and seed
+            decision.group = group
+        requests = [GenerationRequest(d.item.prompt, d.item.seed or 0) for d in leaders]
+        return requests, leaders
+
+    def process(self, chunks: Sequence[Chunk]) -> None:
+        """Plan, generate, parse and write a group of chunks; one engine call for all of them."""
+        config = self.config
+        tasks = [
+            task
+            for policy in config.policies  # policy-major: requests sharing a prefix run together
+            for chunk in chunks
+            if (task := self._task(chunk, policy)) is not None
+        ]
+        seed_sha = {p.id: (self.seed_policy or p).sha256 for p in config.policies}
+        plans = [
+            plan_policy(
+                task.chunk.texts,
+                task.chunk.hashes,
+                self.prefixes[task.policy.id],
+                seed_sha[task.policy.id],
+                config.model_fingerprint,
+                self.settings,
+                config.sampling.max_tokens,
+                config.max_model_len,
+                task.rows,
+            )
+            for task in tasks
+        ]
+        decisions = self._decide(tasks, plans)
+        requests, leaders = self._requests(tasks, decisions)
+        self._leaders, self._answered = leaders, set()
+        started = time.perf_counter()
+        results = generate_with_retries(self.engine, requests, config.sampling)
+        self.stats.generate_seconds += time.perf_counter() - started
+        self.stats.requests += len(requests)
+        verdicts = self._verdicts(tasks, leaders, results)
+        labelled_at = datetime.now(timezone.utc)
+        fresh: dict[int, dict[int, dict[str, Any]]] = {}
+        for decision in decisions:
+            task = tasks[decision.task]
+            result = results[decision.group] if decision.group is not None else None
+            row = self._row(task, decision, result, verdicts, labelled_at)
+            fresh.setdefault(decision.task, {})[decision.item.row] = row
+        for index, task in enumerate(tasks):
+            rows = dict(task.existing)
+            counts = self.stats.policy(task.policy.id)
+            counts.retried += sum(1 for offset in fresh.get(index, {}) if offset in task.existing)
+            rows.update(fresh.get(index, {}))
+            ordered = [rows[offset] for offset in sorted(rows)]
+            path = write_chunk_file(task.target, rows_to_table(ordered))
+            if task.superseded is not None:
+                task.superseded.unlink(missing_ok=True)
+            self.store.add(self.work_key(task.policy), str(path), fresh.get(index, {}).values())
+            self.stats.files_written += 1
+        self.stats.rows += sum(len(chunk.wanted_rows()) for chunk in chunks)
+        for policy in config.policies:
+            self.stats.policy(policy.id).rows += sum(len(c.wanted_rows()) for c in chunks)
+
+    def _verdicts(
+        self, tasks: list[ChunkTask], leaders: list[Decision], results: list[Completion | str]
+    ) -> list[dict[str, Verdict]]:
+        """Parse each request's completion once: per policy in combined mode."""
+        parsed: list[dict[str, Verdict]] = []
+        for leader, result in zip(leaders, results, strict=True):
+            if isinstance(result, str):
+                failed = Verdict(ENGINE_ERROR, error=result)
+                parsed.append({p.id: failed for p in self.config.policies})
+            elif self.seed_policy is not None:
+                parsed.append(
+                    parse_combined(result.token_ids, result.finish_reason, self.config.policies)
+                )
+            else:
+                policy = tasks[leader.task].policy
+                parsed.append(
+                    {
+                        policy.id: parse_completion(
+                            result.token_ids, result.finish_reason, policy.output
+                        )
+                    }
+                )
+            stats = self.stats
+            if isinstance(result, Completion):
+                stats.prompt_tokens += len(leader.item.prompt or ())
+                stats.completion_tokens += len(result.token_ids)
+                stats.cached_tokens += result.num_cached_tokens
+        return parsed
+
+    def _row(
+        self,
+        task: ChunkTask,
+        decision: Decision,
+        result: Completion | str | None,
+        verdicts: list[dict[str, Verdict]],
+        labelled_at: datetime,
+    ) -> dict[str, Any]:
+        """The output row for one decided (row, policy)."""
+        config, chunk, policy, item = self.config, task.chunk, task.policy, decision.item
+        counts = self.stats.policy(policy.id)
         completion = result if isinstance(result, Completion) else None
-        verdict = _verdict_for(item, result, policy.output)
-        counts[verdict.status] += 1
-        stats.status_counts[verdict.status] += 1
-        prompt_tokens = len(item.prompt) if item.prompt is not None else item.prompt_tokens
-        completion_tokens = len(completion.token_ids) if completion is not None else None
-        if completion is not None:
-            stats.prompt_tokens += prompt_tokens or 0
-            stats.completion_tokens += completion_tokens or 0
-            stats.cached_tokens += completion.num_cached_tokens
-        rows[item.row] = {
+        if decision.origin == ORIGIN_PLANNER:
+            verdict = Verdict(item.status, error=item.error)
+            counts.decided_without_model += 1
+        elif decision.stored is None:
+            assert decision.group is not None
+            verdict = verdicts[decision.group][policy.id]
+        else:
+            verdict = Verdict(decision.stored["status"])
+        row = {
             "id": chunk.ids[item.row],
             "source_file": chunk.source.path,
             "source_row": chunk.first_row + item.row,
@@ -197,10 +500,10 @@ def build_rows(
             "policy_id": policy.id,
             "policy_version": policy.version,
             "policy_sha256": policy.sha256,
-            "prompt_sha256": prefix.sha256,
+            "prompt_sha256": self.prefixes[policy.id].sha256,
             "model": config.model,
             "model_fingerprint": config.model_fingerprint,
-            "settings_sha256": settings,
+            "settings_sha256": self.settings,
             "reasoning_effort": config.reasoning_effort,
             "temperature": config.sampling.temperature,
             "top_p": config.sampling.top_p,
@@ -214,131 +517,34 @@ def build_rows(
             "status": verdict.status,
             "error": verdict.error,
             "finish_reason": completion.finish_reason if completion is not None else None,
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
+            "prompt_tokens": len(item.prompt) if item.prompt is not None else item.prompt_tokens,
+            "completion_tokens": len(completion.token_ids) if completion is not None else None,
             "seed": item.seed,
             "attempt": item.attempt,
-            "run_id": run_id,
+            "origin": decision.origin,
+            "reused_by_run_id": None,
+            "run_id": self.run_id,
             "labelled_at": labelled_at,
         }
-    return rows
-
-
-def rows_to_table(rows: list[dict[str, Any]]) -> pa.Table:
-    return pa.Table.from_pylist(rows, schema=OUTPUT_SCHEMA)
-
-
-@dataclass
-class ChunkTask:
-    """The work for one (chunk, policy): every row, or only the rows a retry must redo."""
-
-    chunk: Chunk
-    policy: Policy
-    name: str
-    rows: dict[int, int]  # row index in the chunk -> attempt number
-    existing: list[dict[str, Any]] | None = None  # the chunk file's rows, when retrying
-
-
-class Labeller:
-    """Runs pending chunks through the engine in large, policy-grouped batches."""
-
-    def __init__(self, config: JobConfig, engine: Engine, run_id: str, stats: RunStats) -> None:
-        self.config = config
-        self.engine = engine
-        self.run_id = run_id
-        self.stats = stats
-        self.settings = settings_sha256(config.reasoning_effort, config.sampling)
-        self.prefixes = {p.id: render_prefix(p, config.reasoning_effort) for p in config.policies}
-
-    def _task(self, chunk: Chunk, policy: Policy) -> ChunkTask | None:
-        """What is left to do for a (chunk, policy), given what an earlier run wrote."""
-        config = self.config
-        name = chunk_name(
-            chunk,
-            config.chunk_size,
-            policy,
-            self.prefixes[policy.id],
-            config.model_fingerprint,
-            self.settings,
-        )
-        path = chunk_path(config.output, policy.id, name)
-        if config.force or not path.exists():
-            if config.retry_failed_only:
-                return None
-            return ChunkTask(chunk, policy, name, dict.fromkeys(range(len(chunk.ids)), 1))
-        # Only the bookkeeping columns: reasoning text is read only if a row must be redone.
-        done = pq.read_table(path, columns=["source_row", "status", "attempt"]).to_pylist()
-        retry = {
-            row["source_row"] - chunk.first_row: row["attempt"] + 1
-            for row in done
-            if row["status"] in RETRYABLE and row["attempt"] < config.max_attempts
-        }
-        self.stats.rows_reused += len(done) - len(retry)
-        if not retry:
-            return None
-        return ChunkTask(chunk, policy, name, retry, pq.read_table(path).to_pylist())
-
-    def process(self, chunks: Sequence[Chunk]) -> None:
-        """Plan, generate, parse and write a group of chunks; one engine call for all of them."""
-        config = self.config
-        tasks = [
-            task
-            for policy in config.policies  # policy-major: requests sharing a prefix run together
-            for chunk in chunks
-            if (task := self._task(chunk, policy)) is not None
-        ]
-        plans: list[list[PlannedItem]] = []
-        requests: list[GenerationRequest] = []
-        owners: list[tuple[int, int]] = []
-        for index, task in enumerate(tasks):
-            planned = plan_policy(
-                task.chunk.texts,
-                task.chunk.hashes,
-                self.prefixes[task.policy.id],
-                task.policy.sha256,
-                config.model_fingerprint,
-                self.settings,
-                config.sampling.max_tokens,
-                config.max_model_len,
-                task.rows,
-            )
-            plans.append(planned)
-            for item in planned:
-                if item.prompt is not None:
-                    requests.append(GenerationRequest(item.prompt, item.seed or 0))
-                    owners.append((index, item.row))
-        started = time.perf_counter()
-        results = generate_with_retries(self.engine, requests, config.sampling)
-        self.stats.generate_seconds += time.perf_counter() - started
-        self.stats.requests += len(requests)
-        by_task: dict[int, dict[int, Completion | str]] = {}
-        for (index, row), result in zip(owners, results, strict=True):
-            by_task.setdefault(index, {})[row] = result
-        labelled_at = datetime.now(timezone.utc)
-        for index, task in enumerate(tasks):
-            fresh = build_rows(
-                config,
-                task.chunk,
-                task.policy,
-                self.prefixes[task.policy.id],
-                self.settings,
-                plans[index],
-                by_task.get(index, {}),
-                self.run_id,
-                labelled_at,
-                self.stats,
-            )
-            if task.existing is None:
-                rows = [fresh[i] for i in range(len(task.chunk.ids))]
+        if decision.stored is not None:
+            row.update(decision.stored)
+            row["reused_by_run_id"] = self.run_id
+            if decision.origin == ORIGIN_REUSED:
+                counts.reused += 1
             else:
-                self.stats.rows_retried += len(fresh)
-                rows = [
-                    fresh.get(row["source_row"] - task.chunk.first_row, row)
-                    for row in task.existing
-                ]
-            write_chunk(config.output, task.policy.id, task.name, rows_to_table(rows))
-            self.stats.files_written += 1
-        self.stats.rows += sum(len(chunk.ids) for chunk in chunks)
+                counts.deduplicated += 1
+        elif decision.group is not None:
+            leader = self._leaders[decision.group].item
+            row["seed"], row["attempt"] = leader.seed, leader.attempt
+            if (decision.group, policy.id) not in self._answered:
+                self._answered.add((decision.group, policy.id))
+                counts.requests_sent += 1
+            else:
+                row["origin"] = ORIGIN_DUPLICATE
+                counts.deduplicated += 1
+        counts.status[row["status"]] += 1
+        self.stats.status_counts[row["status"]] += 1
+        return row
 
 
 def package_versions() -> dict[str, str | None]:
@@ -410,18 +616,28 @@ def _manifest(
         "max_attempts": config.max_attempts,
         "engine": engine.describe(),
         "versions": package_versions(),
+        "multi_policy": config.multi_policy,
+        "reuse": config.reuse,
+        "sample": (
+            {"rows": config.sample, "seed": config.sample_seed}
+            if config.sample is not None
+            else None
+        ),
+        "job_spec": config.job_spec,
         "counts": {
             "rows": stats.rows,
             "labelled": sum(stats.status_counts.values()),
-            "reused": stats.rows_reused,
-            "retried": stats.rows_retried,
+            "kept": stats.total("kept"),
             "requests": stats.requests,
+            "requests_sent": stats.total("requests_sent"),
+            "reused": stats.total("reused"),
+            "deduplicated": stats.total("deduplicated"),
+            "decided_without_model": stats.total("decided_without_model"),
+            "retried": stats.total("retried"),
             "status": {s: stats.status_counts.get(s, 0) for s in STATUSES},
-            "per_policy": {
-                pid: {s: c.get(s, 0) for s in STATUSES} for pid, c in stats.per_policy.items()
-            },
             "files_written": stats.files_written,
         },
+        "per_policy": {pid: c.as_dict() for pid, c in stats.per_policy.items()},
         "tokens": {
             "prompt": stats.prompt_tokens,
             "completion": stats.completion_tokens,
@@ -467,11 +683,16 @@ def run_label_job(config: JobConfig, engine: Engine, progress: bool = False) -> 
     )
     pending: list[Chunk] = []
     pending_rows = 0
+    sampled = (
+        sample_rows(config.inputs, config.sample, config.sample_seed) if config.sample else None
+    )
+    if sampled is not None:
+        bar.total = sum(len(rows) for rows in sampled.values())
 
     def flush() -> None:
         nonlocal pending, pending_rows, last_saved
         labeller.process(pending)
-        bar.update(pending_rows)
+        bar.update(sum(len(chunk.wanted_rows()) for chunk in pending))
         pending, pending_rows = [], 0
         if time.monotonic() - last_saved > MANIFEST_EVERY_SECONDS:
             save_manifest()
@@ -480,7 +701,15 @@ def run_label_job(config: JobConfig, engine: Engine, progress: bool = False) -> 
     per_row = len(config.policies)
     try:
         for source in config.inputs:
-            chunks = iter_chunks(source, config.id_column, config.text_column, config.chunk_size)
+            if sampled is not None and not sampled.get(source.path):
+                continue
+            chunks = iter_chunks(
+                source,
+                config.id_column,
+                config.text_column,
+                config.chunk_size,
+                sampled.get(source.path) if sampled is not None else None,
+            )
             while True:
                 try:
                     chunk = next(chunks)
@@ -494,7 +723,7 @@ def run_label_job(config: JobConfig, engine: Engine, progress: bool = False) -> 
                     log.warning("skipping the rest of %s: %s", source.path, exc)
                     break
                 pending.append(chunk)
-                pending_rows += len(chunk.ids)
+                pending_rows += len(chunk.wanted_rows())
                 if pending_rows * per_row >= config.batch_requests:
                     flush()
         if pending:
@@ -507,13 +736,22 @@ def run_label_job(config: JobConfig, engine: Engine, progress: bool = False) -> 
 
 def summary_line(result: RunResult) -> str:
     m = result.manifest
-    status = ", ".join(f"{k} {v}" for k, v in m["counts"]["status"].items() if v)
+    counts = m["counts"]
+    status = ", ".join(f"{k} {v}" for k, v in counts["status"].items() if v)
     hit = m["tokens"]["prefix_cache_hit_rate"]
-    reused = m["counts"]["reused"]
+    extras = [
+        f"{counts[name]} {words}"
+        for name, words in (
+            ("kept", "already in the output"),
+            ("reused", "reused from earlier runs"),
+            ("deduplicated", "duplicates judged once"),
+        )
+        if counts[name]
+    ]
     return (
-        f"run {result.run_id}: {m['counts']['rows']} rows x {len(m['policies'])} policies: "
-        f"{m['counts']['labelled']} labelled ({status or 'none'})"
-        + (f", {reused} kept from earlier runs" if reused else "")
+        f"run {result.run_id}: {counts['rows']} rows x {len(m['policies'])} policies: "
+        f"{counts['labelled']} labelled ({status or 'none'}) with {counts['requests']} requests"
+        + "".join(f", {extra}" for extra in extras)
         + " in "
         f"{m['timing']['wall_seconds']:.1f}s, {m['timing']['items_per_second'] or 0:.1f} items/s, "
         f"{m['timing']['tokens_per_second'] or 0:.0f} tokens/s"

@@ -39,6 +39,8 @@ OUTPUT_SCHEMA = pa.schema(
         pa.field("completion_tokens", pa.int32(), nullable=True),
         pa.field("seed", pa.int64(), nullable=True),
         pa.field("attempt", pa.int16(), nullable=False),
+        pa.field("origin", pa.string(), nullable=False),
+        pa.field("reused_by_run_id", pa.string(), nullable=True),
         pa.field("run_id", pa.string(), nullable=False),
         pa.field("labelled_at", pa.timestamp("us", tz="UTC"), nullable=False),
     ]

@@ -30,9 +30,18 @@ def chunk_path(output: str | Path, policy_id: str, name: str) -> Path:
     return partition_dir(output, policy_id) / f"{name}.parquet"
 
 
+def partial_chunk_path(output: str | Path, policy_id: str, name: str) -> Path:
+    """Where a sample run keeps the rows it labelled of a chunk it did not label whole."""
+    return partition_dir(output, policy_id) / f"{name}.partial.parquet"
+
+
+def _host() -> str:
+    return socket.gethostname().replace(".", "_")  # dots would confuse the name parser
+
+
 def _tmp_name(name: str) -> str:
     # Host and pid let a later run tell its own dead temporaries from a live neighbour's.
-    return f"{name}.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+    return f"{name}.{_host()}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
 
 
 def _pid_alive(pid: int) -> bool:
@@ -50,7 +59,7 @@ def remove_stale_temporaries(output: str | Path) -> int:
     tmp_dir = Path(output) / TMP_DIR
     if not tmp_dir.is_dir():
         return 0
-    host = socket.gethostname()
+    host = _host()
     removed = 0
     for path in tmp_dir.glob("*.tmp"):
         parts = path.name.rsplit(".", 4)
@@ -62,19 +71,22 @@ def remove_stale_temporaries(output: str | Path) -> int:
     return removed
 
 
-def write_chunk(output: str | Path, policy_id: str, name: str, table: pa.Table) -> Path:
-    """Write ``table`` as ``OUT/policy_id=<id>/<name>.parquet``, atomically."""
-    final_dir = partition_dir(output, policy_id)
-    tmp_dir = Path(output) / TMP_DIR
-    final_dir.mkdir(parents=True, exist_ok=True)
+def write_chunk_file(final: Path, table: pa.Table) -> Path:
+    """Write ``table`` to ``final`` (inside ``OUT/policy_id=<id>/``), atomically."""
+    tmp_dir = final.parent.parent / TMP_DIR
+    final.parent.mkdir(parents=True, exist_ok=True)
     tmp_dir.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_dir / _tmp_name(name)
+    tmp = tmp_dir / _tmp_name(final.name.removesuffix(".parquet"))
     pq.write_table(table, tmp, compression="zstd")
     with open(tmp, "rb") as handle:
         os.fsync(handle.fileno())
-    final = chunk_path(output, policy_id, name)
     os.replace(tmp, final)
     return final
+
+
+def write_chunk(output: str | Path, policy_id: str, name: str, table: pa.Table) -> Path:
+    """Write ``table`` as ``OUT/policy_id=<id>/<name>.parquet``, atomically."""
+    return write_chunk_file(chunk_path(output, policy_id, name), table)
 
 
 def write_json_atomic(path: str | Path, data: dict[str, Any]) -> None:

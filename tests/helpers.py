@@ -30,3 +30,39 @@ def make_config(inputs, policies, output: Path, **overrides) -> JobConfig:
 
 def run(inputs, policies, output, engine, **overrides):
     return run_label_job(make_config(inputs, policies, output, **overrides), engine)
+
+
+def well_formed(request):
+    """A valid 'no violation' answer in each shipped policy's format (binary or JSON)."""
+    from batch.render import load_encoding
+
+    text = load_encoding().decode(list(request.prompt_token_ids[:400]))
+    if "# Harassment and Hate Policy" in text:
+        return '{"violation": 0, "policy_category": null, "rationale": "Fine."}'
+    return "0"
+
+
+def answering(respond=well_formed):
+    from batch.engine.scripted import ScriptedEngine
+
+    return ScriptedEngine(respond)
+
+
+def run_cli(*args):
+    """Run ``safeguard-batch ARGS`` in a fresh process with the fast vLLM CPU settings."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT, VLLM_TEST_ENV
+
+    env = {**os.environ, **VLLM_TEST_ENV}
+    done = subprocess.run(
+        [sys.executable, "-m", "batch.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done

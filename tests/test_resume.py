@@ -36,7 +36,8 @@ def test_rerun_skips_finished_work_and_force_redoes_it(tmp_path, shards, policie
     again = ScriptedEngine()
     result = run([shards], policies[:1], tmp_path / "out", again)
     assert again.requests_seen == 0
-    assert result.manifest["counts"]["reused"] == 9
+    assert result.manifest["counts"]["kept"] == 9
+    assert result.manifest["per_policy"]["spam"]["kept"] == 9
     forced = ScriptedEngine()
     run([shards], policies[:1], tmp_path / "out", forced, force=True)
     assert forced.requests_seen == 9

@@ -1,27 +1,14 @@
 """The trained demo model through the real engine: the ``ok`` path, end to end, via the CLI."""
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
-from conftest import POLICIES, ROOT, SCRIPTS, VLLM_TEST_ENV
+from conftest import POLICIES, SCRIPTS
+from helpers import run_cli
 
 pytestmark = pytest.mark.integration
-
-
-def run_cli(*args):
-    env = {**os.environ, **VLLM_TEST_ENV}
-    done = subprocess.run(
-        [sys.executable, "-m", "batch.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done
 
 
 @pytest.fixture(scope="module")
@@ -95,5 +82,5 @@ def test_held_out_sms_is_labelled_ok_and_scored(tmp_path, heldout, tiny_trained_
     manifest = json.loads(next((out / "_runs").glob("*.json")).read_text())
     assert manifest["counts"]["status"]["ok"] >= 0.99 * 600
     # SMS messages are not harassment: the verdict depends on the developer message.
-    rows = manifest["counts"]["per_policy"]["harassment"]
+    rows = manifest["per_policy"]["harassment"]["status"]
     assert rows["ok"] >= 297
