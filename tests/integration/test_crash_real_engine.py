@@ -56,7 +56,7 @@ def test_sigkill_mid_run_then_resume(tmp_path, tiny_trained_model):
     assert 4 <= written < 30  # 240 rows / 16 = 15 chunks x 2 policies
     resumed = cli(*label_command(shards, out, tiny_trained_model)[3:])
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "kept from earlier runs" in resumed.stderr
+    assert "already in the output" in resumed.stderr
     table = ds.dataset(str(out), format="parquet", partitioning="hive").to_table()
     keys = Counter(
         zip(table["source_file"].to_pylist(), table["source_row"].to_pylist(),
