@@ -247,12 +247,39 @@ def relabel(**opts: Any) -> None:
     default=None,
     help="Also write the report as JSON.",
 )
+@click.option(
+    "--png",
+    "png_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also draw the confusion matrices and a precision/recall chart (needs matplotlib).",
+)
+@click.option(
+    "--bootstrap",
+    "resamples",
+    type=click.IntRange(0),
+    default=1000,
+    show_default=True,
+    help="Bootstrap resamples for the 95% intervals (0: none).",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
 def eval_command(
-    labels: str, gold: str, gold_columns: tuple[str, ...], id_column: str, json_path: str | None
+    labels: str,
+    gold: str,
+    gold_columns: tuple[str, ...],
+    id_column: str,
+    json_path: str | None,
+    png_path: str | None,
+    resamples: int,
+    seed: int,
 ) -> None:
-    """Score labels against gold: precision, recall, F1, accuracy and not-ok rows per policy."""
+    """Score labels against gold: precision, recall, F1, accuracy and not-ok rows per policy.
+
+    Each policy is matched with the gold column of the same name (or one differing only in
+    case, so policy s meets column S), unless --gold-column says otherwise.
+    """
     from batch.errors import EXIT_USAGE, JobFailure
-    from batch.evaluate import evaluate, to_markdown
+    from batch.evaluate import evaluate, to_markdown, to_png
 
     mapping = {}
     for pair in gold_columns:
@@ -263,7 +290,9 @@ def eval_command(
             )
         mapping[key] = value
     try:
-        report = evaluate(labels, gold, mapping, id_column)
+        report = evaluate(labels, gold, mapping, id_column, resamples, seed)
+        if png_path:
+            to_png(report, png_path)
     except ValueError as exc:
         raise JobFailure(str(exc), EXIT_USAGE) from exc
     click.echo(to_markdown(report))
