@@ -458,6 +458,143 @@ def run_command(spec: str, overrides: tuple[str, ...], run_date: Any, dry_run: b
     sys.exit(code)
 
 
+@cli.group()
+def policy() -> None:
+    """Tools for policy writers: lint, hash and test policy files."""
+
+
+@policy.command("lint")
+@click.argument("files", nargs=-1, required=True, type=click.Path())
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None)
+@click.option(
+    "--vocab-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Folder holding o200k_base.tiktoken, for the token count.",
+)
+def policy_lint(files: tuple[str, ...], json_path: str | None, vocab_dir: str | None) -> None:
+    """Check policies: front matter, sections, stated output format, examples, token count.
+
+    Errors make a policy unusable or unparseable (exit 1); warnings are departures from
+    OpenAI's guide (sections, 4-6 labelled examples, 400-600 tokens).
+    """
+    from batch.policy_tools import lint_policy, lint_text
+    from batch.vocab import use_vocab_dir
+
+    use_vocab_dir(vocab_dir)
+    reports = [lint_policy(path) for path in files]
+    for report in reports:
+        click.echo(lint_text(report))
+    if json_path:
+        from batch.write import write_json_atomic
+
+        write_json_atomic(json_path, {"policies": [r.as_dict() for r in reports]})
+    if not all(r.ok for r in reports):
+        sys.exit(1)
+
+
+@policy.command("hash")
+@click.argument("files", nargs=-1, required=True, type=click.Path())
+@click.option(
+    "--reasoning-effort",
+    type=click.Choice(["low", "medium", "high"]),
+    default="low",
+    show_default=True,
+    help="The prompt hash depends on it.",
+)
+@click.option("--vocab-dir", type=click.Path(file_okay=False), default=None)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
+def policy_hash(
+    files: tuple[str, ...], reasoning_effort: str, vocab_dir: str | None, as_json: bool
+) -> None:
+    """Print the hashes a run records: policy_sha256 (the file) and prompt_sha256."""
+    from batch.errors import EXIT_USAGE, JobFailure
+    from batch.policy import PolicyError
+    from batch.policy_tools import policy_hashes
+    from batch.vocab import use_vocab_dir
+
+    use_vocab_dir(vocab_dir)
+    for path in files:
+        try:
+            hashes = policy_hashes(path, reasoning_effort)
+        except PolicyError as exc:
+            raise JobFailure(str(exc), EXIT_USAGE) from exc
+        if as_json:
+            click.echo(json.dumps(hashes))
+            continue
+        prompt = hashes["prompt_sha256"] or "unavailable (no vocabulary; see --vocab-dir)"
+        click.echo(
+            f"{hashes['path']}: id {hashes['id']}, version {hashes['version']}\n"
+            f"  policy_sha256 {hashes['policy_sha256']}\n"
+            f"  prompt_sha256 {prompt} (reasoning effort {reasoning_effort})"
+        )
+
+
+@policy.command("test")
+@click.argument("files", nargs=-1, required=True, type=click.Path())
+@click.option("--model", required=True, help="Local model directory.")
+@click.option(
+    "--reasoning-effort",
+    type=click.Choice(["low", "medium", "high"]),
+    default="low",
+    show_default=True,
+)
+@click.option("--temperature", type=float, default=1.0, show_default=True)
+@click.option("--top-p", type=float, default=1.0, show_default=True)
+@click.option("--max-tokens", type=click.IntRange(1), default=1024, show_default=True)
+@click.option("--max-model-len", type=click.IntRange(1), default=None)
+@click.option("--tensor-parallel-size", type=click.IntRange(1), default=1, show_default=True)
+@click.option(
+    "--gpu-memory-utilization", type=click.FloatRange(0.05, 1.0), default=0.90, show_default=True
+)
+@click.option("--engine-arg", "engine_args", multiple=True, metavar="KEY=VALUE")
+@click.option("--vocab-dir", type=click.Path(file_okay=False), default=None)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None)
+@click.option("-v", "--verbose", is_flag=True, help="Show vLLM's own log messages.")
+def policy_test(files: tuple[str, ...], json_path: str | None, **opts: Any) -> None:
+    """Run the [[tests]] cases in each policy's front matter through the model.
+
+    Exit 1 if any case fails (each failure is shown with the model's rationale or
+    reasoning), 2 if a policy has no test cases or cannot be loaded.
+    """
+    from dataclasses import asdict
+
+    from batch.engine.base import SamplingSettings
+    from batch.errors import EXIT_USAGE, JobFailure
+    from batch.label_command import build_engine, quiet_engine_logs
+    from batch.policy import PolicyError, load_policies
+    from batch.policy_tools import format_test_results, policy_test_cases, run_policy_tests
+
+    quiet_engine_logs(opts["verbose"])
+    try:
+        policies = load_policies(list(files))
+        for p in policies:
+            if not policy_test_cases(p.meta, p.path):
+                raise PolicyError(f"{p.path}: no [[tests]] cases in the front matter")
+    except PolicyError as exc:
+        raise JobFailure(str(exc), EXIT_USAGE) from exc
+    engine, fingerprint = build_engine(opts)
+    sampling = SamplingSettings(
+        temperature=opts["temperature"], top_p=opts["top_p"], max_tokens=opts["max_tokens"]
+    )
+    results = run_policy_tests(
+        policies,
+        engine,
+        opts["model"],
+        fingerprint,
+        opts["reasoning_effort"],
+        sampling,
+        engine.max_model_len,
+    )
+    click.echo(format_test_results(results))
+    if json_path:
+        from batch.write import write_json_atomic
+
+        write_json_atomic(json_path, {"results": [asdict(r) for r in results]})
+    if not all(r.passed for r in results):
+        sys.exit(1)
+
+
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="safeguard-batch")

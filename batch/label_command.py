@@ -20,29 +20,24 @@ if TYPE_CHECKING:  # pragma: no cover
 DIFFS_DIR = "_diffs"
 
 
-def run_label_command(
-    opts: dict[str, Any], command: list[str], job_spec: dict[str, Any] | None = None
-) -> tuple[int, RunResult]:
-    """Validate everything cheap first (policies, inputs, vocabulary, model), then load vLLM."""
-    from batch.engine.base import SamplingSettings
+def quiet_engine_logs(verbose: bool) -> None:
+    """vLLM's own log lines only with -v: a batch job's stderr should say what the job did."""
+    if not verbose:
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"vllm\.")
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
+
+
+def build_engine(opts: dict[str, Any]) -> tuple[Any, str]:
+    """Check the vocabulary and the model directory (cheap), then start vLLM (slow).
+
+    Returns the engine and the model fingerprint; raises :class:`JobFailure` (exit 2).
+    """
     from batch.fingerprint import ModelError, model_fingerprint
-    from batch.job_inputs import load_policies_and_inputs
-    from batch.parse import ENGINE_ERROR
-    from batch.pipeline import JobConfig, run_label_job, summary_line
-    from batch.read import InputError
     from batch.render import load_encoding, stop_token_ids
     from batch.vocab import VocabError, check_vocab, use_vocab_dir
 
-    if not opts["verbose"]:
-        os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
-        warnings.filterwarnings("ignore", category=FutureWarning, module=r"vllm\.")
-    logging.basicConfig(level=logging.INFO if opts["verbose"] else logging.WARNING)
-    if opts["sample"] is not None and opts["force"]:
-        raise JobFailure("--sample and --force cannot be combined", EXIT_USAGE)
-    policies, inputs, skipped = load_policies_and_inputs(opts)
-    for bad in skipped:
-        click.echo(f"skipping {bad['error']}", err=True)
-    use_vocab_dir(opts["vocab_dir"])
+    use_vocab_dir(opts.get("vocab_dir"))
     try:
         check_vocab()
         load_encoding()
@@ -52,22 +47,42 @@ def run_label_command(
         fingerprint = model_fingerprint(opts["model"])
     except ModelError as exc:
         raise JobFailure(str(exc), EXIT_USAGE) from exc
-    extra = parse_engine_args(opts["engine_args"])
+    extra = parse_engine_args(opts.get("engine_args", ()))
 
     from batch.engine.vllm_engine import EngineConfig, VLLMEngine
 
     engine = VLLMEngine(
         EngineConfig(
             model=opts["model"],
-            tensor_parallel_size=opts["tensor_parallel_size"],
-            gpu_memory_utilization=opts["gpu_memory_utilization"],
-            max_model_len=opts["max_model_len"],
-            max_num_seqs=opts["max_num_seqs"],
-            seed=opts["seed"],
+            tensor_parallel_size=opts.get("tensor_parallel_size", 1),
+            gpu_memory_utilization=opts.get("gpu_memory_utilization", 0.9),
+            max_model_len=opts.get("max_model_len"),
+            max_num_seqs=opts.get("max_num_seqs"),
+            seed=opts.get("seed", 0),
             extra=extra,
         ),
         stop_token_ids(),
     )
+    return engine, fingerprint
+
+
+def run_label_command(
+    opts: dict[str, Any], command: list[str], job_spec: dict[str, Any] | None = None
+) -> tuple[int, RunResult]:
+    """Validate everything cheap first (policies, inputs, vocabulary, model), then load vLLM."""
+    from batch.engine.base import SamplingSettings
+    from batch.job_inputs import load_policies_and_inputs
+    from batch.parse import ENGINE_ERROR
+    from batch.pipeline import JobConfig, run_label_job, summary_line
+    from batch.read import InputError
+
+    quiet_engine_logs(opts["verbose"])
+    if opts["sample"] is not None and opts["force"]:
+        raise JobFailure("--sample and --force cannot be combined", EXIT_USAGE)
+    policies, inputs, skipped = load_policies_and_inputs(opts)
+    for bad in skipped:
+        click.echo(f"skipping {bad['error']}", err=True)
+    engine, fingerprint = build_engine(opts)
     config = JobConfig(
         inputs=inputs,
         policies=policies,
