@@ -173,6 +173,28 @@ _LABEL_OPTIONS = [
         help="Label only N input rows, drawn at random and reproducibly (see --sample-seed).",
     ),
     click.option("--sample-seed", type=int, default=0, show_default=True),
+    click.option(
+        "--prefilter",
+        "prefilters",
+        multiple=True,
+        type=click.Path(file_okay=False),
+        help="A prefilter folder (prefilter train); items it scores below its threshold get "
+        "label 0 without a request. Repeatable, one per policy.",
+    ),
+    click.option(
+        "--audit-rate",
+        type=click.FloatRange(0.0, 1.0),
+        default=0.02,
+        show_default=True,
+        help="Share of prefiltered items sent to the model anyway, to measure the "
+        "prefilter's miss rate (reported in the manifest).",
+    ),
+    click.option(
+        "--prefilter-allow-mismatch",
+        is_flag=True,
+        help="Use a prefilter trained for another version of its policy (recorded in the "
+        "manifest).",
+    ),
     click.option("-q", "--quiet", is_flag=True, help="No progress bar."),
     click.option("-v", "--verbose", is_flag=True, help="Show vLLM's own log messages."),
 ]
@@ -593,6 +615,79 @@ def policy_test(files: tuple[str, ...], json_path: str | None, **opts: Any) -> N
         write_json_atomic(json_path, {"results": [asdict(r) for r in results]})
     if not all(r.passed for r in results):
         sys.exit(1)
+
+
+@cli.group("prefilter")
+def prefilter_group() -> None:
+    """A cheap classifier in front of the model, trained from labels, with a recall target."""
+
+
+@prefilter_group.command("train")
+@click.option("--policy", "policy_path", required=True, type=click.Path(dir_okay=False))
+@click.option(
+    "--labels",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="An output folder: train on the model's own ok labels for this policy version.",
+)
+@click.option(
+    "--gold",
+    type=click.Path(exists=True),
+    default=None,
+    help="Or a gold-labelled Parquet file/folder (with --label-column), to bootstrap.",
+)
+@click.option("--label-column", default=None, help="The 0/1 column of --gold.")
+@click.option("--text-column", default="text", show_default=True)
+@click.option(
+    "--recall",
+    type=click.FloatRange(0.5, 1.0),
+    default=0.99,
+    show_default=True,
+    help="Recall of violations to keep on held-out data.",
+)
+@click.option("--folds", type=click.IntRange(2), default=5, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--output", required=True, type=click.Path(file_okay=False))
+def prefilter_train(
+    policy_path: str,
+    labels: str | None,
+    gold: str | None,
+    label_column: str | None,
+    text_column: str,
+    recall: float,
+    folds: int,
+    seed: int,
+    output: str,
+) -> None:
+    """Train a prefilter for one policy and choose the threshold that keeps --recall."""
+    from batch.errors import EXIT_USAGE, JobFailure
+    from batch.policy import PolicyError, load_policy
+    from batch.prefilter import save
+    from batch.prefilter_train import rows_from_gold, rows_from_labels, train_prefilter
+
+    if (labels is None) == (gold is None):
+        raise click.UsageError("give exactly one of --labels OUT or --gold PARQUET")
+    if gold is not None and not label_column:
+        raise click.UsageError("--gold needs --label-column")
+    try:
+        policy = load_policy(policy_path)
+        if labels is not None:
+            texts, ys = rows_from_labels(labels, policy, text_column)
+            source = {"labels": labels}
+        else:
+            texts, ys = rows_from_gold(gold, label_column, text_column)
+            source = {"gold": gold, "label_column": label_column}
+        model = train_prefilter(texts, ys, policy, recall, folds, seed, source=source)
+    except (PolicyError, ValueError) as exc:
+        raise JobFailure(str(exc), EXIT_USAGE) from exc
+    save(model, output)
+    card = model.card
+    click.echo(
+        f"{policy.id}: trained on {card['training_rows']} rows "
+        f"({card['training_positives']} violating); threshold {card['threshold']:.4f} keeps "
+        f"held-out recall {card['heldout_recall']:.3f} (target {recall}) and escalates "
+        f"{card['escalation_fraction']:.1%} of traffic to the model; written to {output}"
+    )
 
 
 def main() -> None:

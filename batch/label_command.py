@@ -66,6 +66,42 @@ def build_engine(opts: dict[str, Any]) -> tuple[Any, str]:
     return engine, fingerprint
 
 
+def load_prefilters(opts: dict[str, Any], policies: list) -> tuple[dict[str, Any], list[str]]:
+    """The prefilters by policy id, refusing one trained for another policy version."""
+    from batch.prefilter import PrefilterError, load
+
+    by_id = {p.id: p for p in policies}
+    prefilters: dict[str, Any] = {}
+    allowed: list[str] = []
+    for directory in opts.get("prefilters") or ():
+        try:
+            prefilter = load(directory)
+        except PrefilterError as exc:
+            raise JobFailure(str(exc), EXIT_USAGE) from exc
+        policy = by_id.get(prefilter.policy_id)
+        if policy is None:
+            raise JobFailure(
+                f"{directory}: prefilter for policy {prefilter.policy_id!r}, which this run "
+                "does not label",
+                EXIT_USAGE,
+            )
+        if prefilter.policy_id in prefilters:
+            raise JobFailure(f"two prefilters for policy {policy.id!r}", EXIT_USAGE)
+        trained_for = prefilter.card.get("policy_sha256")
+        if trained_for != policy.sha256:
+            if not opts.get("prefilter_allow_mismatch"):
+                raise JobFailure(
+                    f"{directory}: prefilter was trained for {policy.id} with policy_sha256 "
+                    f"{str(trained_for)[:12]}…, but {policy.path} is now {policy.sha256[:12]}…; "
+                    "retrain it (safeguard-batch prefilter train) or pass "
+                    "--prefilter-allow-mismatch to use it anyway",
+                    EXIT_USAGE,
+                )
+            allowed.append(policy.id)
+        prefilters[policy.id] = prefilter
+    return prefilters, allowed
+
+
 def run_label_command(
     opts: dict[str, Any], command: list[str], job_spec: dict[str, Any] | None = None
 ) -> tuple[int, RunResult]:
@@ -82,6 +118,7 @@ def run_label_command(
     policies, inputs, skipped = load_policies_and_inputs(opts)
     for bad in skipped:
         click.echo(f"skipping {bad['error']}", err=True)
+    prefilters, allowed = load_prefilters(opts, policies)
     engine, fingerprint = build_engine(opts)
     config = JobConfig(
         inputs=inputs,
@@ -108,6 +145,9 @@ def run_label_command(
         sample=opts["sample"],
         sample_seed=opts["sample_seed"],
         job_spec=job_spec,
+        prefilters=prefilters,
+        audit_rate=opts["audit_rate"],
+        prefilter_mismatch_allowed=allowed,
         command=command,
     )
     progress = not opts["quiet"] and sys.stderr.isatty()

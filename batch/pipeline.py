@@ -22,9 +22,11 @@ from batch import __version__
 from batch.combined import combined_policy, parse_combined
 from batch.engine.base import Completion, Engine, GenerationRequest, SamplingSettings
 from batch.generate import generate_with_retries
-from batch.parse import ENGINE_ERROR, STATUSES, Verdict, parse_completion
+from batch.intervals import wilson_interval
+from batch.parse import ENGINE_ERROR, OK, STATUSES, Verdict, parse_completion
 from batch.plan import PlannedItem, content_sha256, plan_policy, settings_sha256
 from batch.policy import Policy
+from batch.prefilter import Prefilter
 from batch.read import InputError, InputFile, iter_batches
 from batch.render import PromptPrefix, render_prefix
 from batch.sample import sample_rows
@@ -51,6 +53,7 @@ ORIGIN_MODEL = "model"  # a request was sent for this row
 ORIGIN_DUPLICATE = "duplicate"  # identical content in this run: judged once, fanned out
 ORIGIN_REUSED = "reused"  # identical work labelled by an earlier run, carried over
 ORIGIN_PLANNER = "planner"  # empty or too long: decided without the model
+ORIGIN_PREFILTER = "prefilter"  # scored below the prefilter's threshold: label 0, no request
 
 
 @dataclass
@@ -79,6 +82,9 @@ class JobConfig:
     sample: int | None = None  # label only this many rows, drawn at random (reproducibly)
     sample_seed: int = 0
     job_spec: dict[str, Any] | None = None  # the resolved job spec, for ``run``
+    prefilters: dict[str, Prefilter] = field(default_factory=dict)  # by policy id
+    audit_rate: float = 0.0  # share of prefiltered items sent to the model anyway
+    prefilter_mismatch_allowed: list[str] = field(default_factory=list)  # policy ids
     command: list[str] = field(default_factory=lambda: list(sys.argv))
 
     def __post_init__(self) -> None:
@@ -115,11 +121,20 @@ class PolicyStats:
     deduplicated: int = 0  # identical content in this run, judged once and fanned out
     decided_without_model: int = 0  # empty or too long
     retried: int = 0  # failed rows tried again
+    prefiltered: int = 0  # label 0 from the prefilter, never sent
+    audited: int = 0  # below the prefilter's threshold but sent anyway (--audit-rate)
+    audit_ok: int = 0  # audited rows the model answered (status ok)
+    audit_violations: int = 0  # ... of which the model said 1: the prefilter's misses
     status: Counter = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in self.__dict__.items() if k != "status"}
         out["status"] = {s: self.status.get(s, 0) for s in STATUSES}
+        if self.audit_ok:
+            out["prefilter_miss_rate"] = self.audit_violations / self.audit_ok
+            out["prefilter_miss_rate_ci95"] = list(
+                wilson_interval(self.audit_violations, self.audit_ok) or ()
+            )
         return out
 
 
@@ -196,22 +211,38 @@ def chunk_name(
     prefix: PromptPrefix,
     model_fp: str,
     settings: str,
+    route: str = "",
 ) -> str:
-    """A file name that identifies the work, not the worker that did it."""
-    key = "|".join(
-        (
-            chunk.source.path,
-            chunk.source.fingerprint,
-            str(chunk.index),
-            str(chunk_size),
-            policy.sha256,
-            prefix.sha256,
-            model_fp,
-            settings,
-        )
-    )
+    """A file name that identifies the work, not the worker that did it.
+
+    ``route`` names a prefilter (and audit rate) in front of the model, if any.
+    """
+    parts = [
+        chunk.source.path,
+        chunk.source.fingerprint,
+        str(chunk.index),
+        str(chunk_size),
+        policy.sha256,
+        prefix.sha256,
+        model_fp,
+        settings,
+    ]
+    if route:
+        parts.append(route)
+    key = "|".join(parts)
     digest = hashlib.sha256(key.encode()).hexdigest()[:20]
     return f"part-{chunk.source.fingerprint[:12]}-{chunk.index:06d}-{digest}"
+
+
+_DECIDED_BY = {ORIGIN_PLANNER: "planner", ORIGIN_PREFILTER: "prefilter"}
+
+
+def audit_pick(content_sha256: str | None, policy_sha256: str, rate: float) -> bool:
+    """Whether a prefiltered item is audited: a reproducible draw from its content hash."""
+    if rate <= 0 or content_sha256 is None:
+        return False
+    digest = hashlib.sha256(f"audit|{policy_sha256}|{content_sha256}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < rate
 
 
 def rows_to_table(rows: list[dict[str, Any]]) -> pa.Table:
@@ -240,6 +271,8 @@ class Decision:
     origin: str
     stored: dict[str, Any] | None = None  # the carried-over label columns, for reuse
     group: int | None = None  # index of the request that answers it
+    prefilter_score: float | None = None
+    audit: bool = False  # below the prefilter's threshold, sent to the model to measure it
 
 
 class Labeller:
@@ -254,6 +287,10 @@ class Labeller:
         self.store = LabelStore(config.output)
         self._leaders: list[Decision] = []
         self._answered: set[tuple[int, str]] = set()  # (request, policy) already counted
+        self.routes = {
+            pid: f"prefilter={pf.fingerprint};audit={config.audit_rate!r}"
+            for pid, pf in config.prefilters.items()
+        }
         if config.multi_policy == COMBINED:
             self.seed_policy = combined_policy(config.policies)
             shared = render_prefix(self.seed_policy, config.reasoning_effort)
@@ -284,6 +321,7 @@ class Labeller:
             self.prefixes[policy.id],
             config.model_fingerprint,
             self.settings,
+            self.routes.get(policy.id, ""),
         )
         full = chunk_path(config.output, policy.id, name)
         partial = partial_chunk_path(config.output, policy.id, name)
@@ -361,7 +399,31 @@ class Labeller:
                 decision.stored = stored
                 same_run = stored["run_id"] == self.run_id
                 decision.origin = ORIGIN_DUPLICATE if same_run else ORIGIN_REUSED
+        self._prefilter(tasks, decisions)
         return decisions
+
+    def _prefilter(self, tasks: list[ChunkTask], decisions: list[Decision]) -> None:
+        """Score what would go to the model; below the threshold, decide 0 (or audit it)."""
+        for policy_id, prefilter in self.config.prefilters.items():
+            mine = [
+                d
+                for d in decisions
+                if d.origin == ORIGIN_MODEL and tasks[d.task].policy.id == policy_id
+            ]
+            if not mine:
+                continue
+            texts = [tasks[d.task].chunk.texts[d.item.row] or "" for d in mine]
+            scores = prefilter.scores(texts)
+            threshold = prefilter.threshold
+            policy_sha = tasks[mine[0].task].policy.sha256
+            for decision, score in zip(mine, scores, strict=True):
+                decision.prefilter_score = float(score)
+                if score >= threshold:
+                    continue
+                if audit_pick(decision.item.content_sha256, policy_sha, self.config.audit_rate):
+                    decision.audit = True
+                else:
+                    decision.origin = ORIGIN_PREFILTER
 
     def _requests(
         self, tasks: list[ChunkTask], decisions: list[Decision]
@@ -487,6 +549,18 @@ class Labeller:
         if decision.origin == ORIGIN_PLANNER:
             verdict = Verdict(item.status, error=item.error)
             counts.decided_without_model += 1
+        elif decision.origin == ORIGIN_PREFILTER:
+            threshold = self.config.prefilters[policy.id].threshold
+            verdict = Verdict(
+                OK,
+                label="0",
+                violation=False,
+                rationale=(
+                    f"prefilter score {decision.prefilter_score:.4f} is below its threshold "
+                    f"{threshold:.4f}"
+                ),
+            )
+            counts.prefiltered += 1
         elif decision.stored is None:
             assert decision.group is not None
             verdict = verdicts[decision.group][policy.id]
@@ -522,6 +596,9 @@ class Labeller:
             "seed": item.seed,
             "attempt": item.attempt,
             "origin": decision.origin,
+            "decided_by": _DECIDED_BY.get(decision.origin, "model"),
+            "prefilter_score": decision.prefilter_score,
+            "prefilter_audit": decision.audit if decision.prefilter_score is not None else None,
             "reused_by_run_id": None,
             "run_id": self.run_id,
             "labelled_at": labelled_at,
@@ -542,6 +619,11 @@ class Labeller:
             else:
                 row["origin"] = ORIGIN_DUPLICATE
                 counts.deduplicated += 1
+        if decision.audit:
+            counts.audited += 1
+            if row["status"] == OK:
+                counts.audit_ok += 1
+                counts.audit_violations += row["label"] == "1"
         counts.status[row["status"]] += 1
         self.stats.status_counts[row["status"]] += 1
         return row
@@ -624,6 +706,19 @@ def _manifest(
             else None
         ),
         "job_spec": config.job_spec,
+        "prefilters": {
+            pid: {
+                "path": pf.path,
+                "fingerprint": pf.fingerprint,
+                "threshold": pf.threshold,
+                "trained_for_policy_sha256": pf.card.get("policy_sha256"),
+                "heldout_recall": pf.card.get("heldout_recall"),
+                "escalation_fraction": pf.card.get("escalation_fraction"),
+                "policy_mismatch_allowed": pid in config.prefilter_mismatch_allowed,
+            }
+            for pid, pf in config.prefilters.items()
+        },
+        "audit_rate": config.audit_rate,
         "counts": {
             "rows": stats.rows,
             "labelled": sum(stats.status_counts.values()),
@@ -633,6 +728,8 @@ def _manifest(
             "reused": stats.total("reused"),
             "deduplicated": stats.total("deduplicated"),
             "decided_without_model": stats.total("decided_without_model"),
+            "prefiltered": stats.total("prefiltered"),
+            "audited": stats.total("audited"),
             "retried": stats.total("retried"),
             "status": {s: stats.status_counts.get(s, 0) for s in STATUSES},
             "files_written": stats.files_written,

@@ -42,6 +42,9 @@ LABEL_COLUMNS = (
     "completion_tokens",
     "seed",
     "attempt",
+    "decided_by",
+    "prefilter_score",
+    "prefilter_audit",
     "run_id",
     "labelled_at",
 )
@@ -82,6 +85,8 @@ def _same_work(key: WorkKey) -> pc.Expression:
         & (pc.field("model_fingerprint") == key.model_fingerprint)
         & (pc.field("settings_sha256") == key.settings_sha256)
         & pc.field("content_sha256").is_valid()
+        # A prefilter's 0 is not the model's verdict: never carry it over as one.
+        & (pc.field("decided_by").is_null() | (pc.field("decided_by") != "prefilter"))
     )
 
 
