@@ -190,6 +190,49 @@ _LABEL_OPTIONS = [
         "prefilter's miss rate (reported in the manifest).",
     ),
     click.option(
+        "--num-workers",
+        type=click.IntRange(1),
+        default=1,
+        show_default=True,
+        help="Static sharding: this many workers share the inputs, each file going to one "
+        "worker by a stable hash of its path (Kubernetes Indexed Jobs, Slurm arrays).",
+    ),
+    click.option(
+        "--worker-index",
+        type=click.IntRange(0),
+        default=0,
+        show_default=True,
+        envvar="SAFEGUARD_WORKER_INDEX",
+        help="This worker's index, 0..N-1 (or $SAFEGUARD_WORKER_INDEX; set it from "
+        "$JOB_COMPLETION_INDEX or $SLURM_ARRAY_TASK_ID).",
+    ),
+    click.option(
+        "--runner",
+        type=click.Choice(["local", "ray"]),
+        default="local",
+        show_default=True,
+        help="local: this process; ray: a Ray Data pipeline over --replicas engine actors.",
+    ),
+    click.option(
+        "--replicas",
+        type=click.IntRange(1),
+        default=1,
+        show_default=True,
+        help="--runner ray: engine actors (one per GPU, or per --gpus-per-replica GPUs).",
+    ),
+    click.option(
+        "--gpus-per-replica",
+        type=click.FloatRange(0),
+        default=None,
+        help="--runner ray: GPUs per actor. Default: --tensor-parallel-size (0 on CPU).",
+    ),
+    click.option(
+        "--ray-address",
+        default=None,
+        help="--runner ray: join this cluster (e.g. ray://head:10001 or auto); default: "
+        "start a local Ray instance.",
+    ),
+    click.option(
         "--prefilter-allow-mismatch",
         is_flag=True,
         help="Use a prefilter trained for another version of its policy (recorded in the "

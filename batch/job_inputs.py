@@ -21,8 +21,17 @@ def load_policies_and_inputs(
     except PolicyError as exc:
         raise JobFailure(str(exc), EXIT_USAGE) from exc
     try:
+        paths = resolve_inputs(list(opts["inputs"]))
+        workers = opts.get("num_workers") or 1
+        if workers > 1 or opts.get("worker_index"):
+            from batch.sharding import files_for_worker
+
+            try:
+                paths = files_for_worker(paths, workers, opts.get("worker_index") or 0)
+            except ValueError as exc:
+                raise JobFailure(str(exc), EXIT_USAGE) from exc
         inputs, skipped = inspect_inputs(
-            resolve_inputs(list(opts["inputs"])),
+            paths,
             opts["id_column"],
             opts["text_column"],
             skip_bad=opts["on_bad_file"] == "skip",

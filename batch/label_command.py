@@ -28,10 +28,11 @@ def quiet_engine_logs(verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
 
 
-def build_engine(opts: dict[str, Any]) -> tuple[Any, str]:
+def build_engine(opts: dict[str, Any], start: bool = True) -> tuple[Any, str]:
     """Check the vocabulary and the model directory (cheap), then start vLLM (slow).
 
-    Returns the engine and the model fingerprint; raises :class:`JobFailure` (exit 2).
+    Returns the engine (or, with ``start=False``, a factory that builds it where it is
+    called, for Ray actors) and the model fingerprint; raises :class:`JobFailure` (exit 2).
     """
     from batch.fingerprint import ModelError, model_fingerprint
     from batch.render import load_encoding, stop_token_ids
@@ -49,21 +50,20 @@ def build_engine(opts: dict[str, Any]) -> tuple[Any, str]:
         raise JobFailure(str(exc), EXIT_USAGE) from exc
     extra = parse_engine_args(opts.get("engine_args", ()))
 
-    from batch.engine.vllm_engine import EngineConfig, VLLMEngine
+    from batch.engine.vllm_engine import EngineConfig, VLLMEngine, VLLMEngineFactory
 
-    engine = VLLMEngine(
-        EngineConfig(
-            model=opts["model"],
-            tensor_parallel_size=opts.get("tensor_parallel_size", 1),
-            gpu_memory_utilization=opts.get("gpu_memory_utilization", 0.9),
-            max_model_len=opts.get("max_model_len"),
-            max_num_seqs=opts.get("max_num_seqs"),
-            seed=opts.get("seed", 0),
-            extra=extra,
-        ),
-        stop_token_ids(),
+    engine_config = EngineConfig(
+        model=opts["model"],
+        tensor_parallel_size=opts.get("tensor_parallel_size", 1),
+        gpu_memory_utilization=opts.get("gpu_memory_utilization", 0.9),
+        max_model_len=opts.get("max_model_len"),
+        max_num_seqs=opts.get("max_num_seqs"),
+        seed=opts.get("seed", 0),
+        extra=extra,
     )
-    return engine, fingerprint
+    if not start:
+        return VLLMEngineFactory(engine_config, stop_token_ids()), fingerprint
+    return VLLMEngine(engine_config, stop_token_ids()), fingerprint
 
 
 def load_prefilters(opts: dict[str, Any], policies: list) -> tuple[dict[str, Any], list[str]]:
@@ -102,6 +102,33 @@ def load_prefilters(opts: dict[str, Any], policies: list) -> tuple[dict[str, Any
     return prefilters, allowed
 
 
+def run_with_ray(config: Any, factory: Any, opts: dict[str, Any]) -> RunResult:
+    """The Ray Data runner: ``--replicas`` engine actors, each with its GPUs."""
+    try:
+        from batch.ray_runner import run_label_job_ray
+    except ImportError as exc:
+        raise JobFailure(
+            "--runner ray needs Ray Data: pip install 'safeguard-batch[ray]'", EXIT_USAGE
+        ) from exc
+    gpus = opts.get("gpus_per_replica")
+    if gpus is None:
+        gpus = 0 if _cpu_build() else opts["tensor_parallel_size"]
+    return run_label_job_ray(
+        config,
+        factory,
+        replicas=opts["replicas"],
+        gpus_per_replica=gpus,
+        address=opts.get("ray_address"),
+        engine_description={"config": factory.config.__dict__},
+    )
+
+
+def _cpu_build() -> bool:
+    from batch.engine.vllm_engine import is_cpu_build
+
+    return is_cpu_build()
+
+
 def run_label_command(
     opts: dict[str, Any], command: list[str], job_spec: dict[str, Any] | None = None
 ) -> tuple[int, RunResult]:
@@ -115,11 +142,16 @@ def run_label_command(
     quiet_engine_logs(opts["verbose"])
     if opts["sample"] is not None and opts["force"]:
         raise JobFailure("--sample and --force cannot be combined", EXIT_USAGE)
+    if opts["sample"] is not None and opts.get("num_workers", 1) > 1:
+        raise JobFailure("--sample draws from all inputs: run it on one worker", EXIT_USAGE)
     policies, inputs, skipped = load_policies_and_inputs(opts)
     for bad in skipped:
         click.echo(f"skipping {bad['error']}", err=True)
     prefilters, allowed = load_prefilters(opts, policies)
-    engine, fingerprint = build_engine(opts)
+    ray = opts.get("runner") == "ray"
+    if ray and opts["sample"] is not None:
+        raise JobFailure("--sample draws from all inputs: run it with --runner local", EXIT_USAGE)
+    engine, fingerprint = build_engine(opts, start=not ray)
     config = JobConfig(
         inputs=inputs,
         policies=policies,
@@ -134,7 +166,7 @@ def run_label_command(
         text_column=opts["text_column"],
         chunk_size=opts["chunk_size"],
         batch_requests=opts["batch_size"],
-        max_model_len=engine.max_model_len,
+        max_model_len=opts["max_model_len"] if ray else engine.max_model_len,
         force=opts["force"],
         retry_failed_only=opts["retry_failed"],
         max_attempts=opts["max_attempts"],
@@ -148,11 +180,15 @@ def run_label_command(
         prefilters=prefilters,
         audit_rate=opts["audit_rate"],
         prefilter_mismatch_allowed=allowed,
+        worker={"index": opts.get("worker_index", 0), "count": opts.get("num_workers", 1)},
         command=command,
     )
     progress = not opts["quiet"] and sys.stderr.isatty()
     try:
-        result = run_label_job(config, engine, progress=progress)
+        if ray:
+            result = run_with_ray(config, engine, opts)
+        else:
+            result = run_label_job(config, engine, progress=progress)
     except InputError as exc:
         raise JobFailure(
             f"{exc}; finished chunks are kept, rerun the same command to resume",

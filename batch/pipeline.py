@@ -27,7 +27,7 @@ from batch.parse import ENGINE_ERROR, OK, STATUSES, Verdict, parse_completion
 from batch.plan import PlannedItem, content_sha256, plan_policy, settings_sha256
 from batch.policy import Policy
 from batch.prefilter import Prefilter
-from batch.read import InputError, InputFile, iter_batches
+from batch.read import InputError, InputFile, iter_batches, read_rows
 from batch.render import PromptPrefix, render_prefix
 from batch.sample import sample_rows
 from batch.schema import OUTPUT_SCHEMA, RETRYABLE
@@ -85,6 +85,7 @@ class JobConfig:
     prefilters: dict[str, Prefilter] = field(default_factory=dict)  # by policy id
     audit_rate: float = 0.0  # share of prefiltered items sent to the model anyway
     prefilter_mismatch_allowed: list[str] = field(default_factory=list)  # policy ids
+    worker: dict[str, int] = field(default_factory=lambda: {"index": 0, "count": 1})
     command: list[str] = field(default_factory=lambda: list(sys.argv))
 
     def __post_init__(self) -> None:
@@ -162,6 +163,25 @@ def new_run_id(now: datetime) -> str:
     return f"{now.strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:8]}"
 
 
+def make_chunk(
+    source: InputFile,
+    index: int,
+    chunk_size: int,
+    ids: list[str | None],
+    texts: list[str | None],
+    sample: set[int] | None = None,
+) -> Chunk | None:
+    """The chunk ``index`` of a file from its rows; None when a sample wants none of them."""
+    first = index * chunk_size
+    wanted = None
+    if sample is not None:
+        wanted = frozenset(r - first for r in sample if first <= r < first + len(ids))
+        if not wanted:
+            return None
+    hashes = [content_sha256(t) for t in texts]
+    return Chunk(source, index, first, ids, texts, hashes, wanted)
+
+
 def iter_chunks(
     source: InputFile,
     id_column: str,
@@ -178,30 +198,32 @@ def iter_chunks(
     ids: list[str | None] = []
     texts: list[str | None] = []
     index = 0
-
-    def make(chunk_ids: list, chunk_texts: list) -> Chunk | None:
-        first = index * chunk_size
-        wanted = None
-        if sample is not None:
-            wanted = frozenset(r - first for r in sample if first <= r < first + len(chunk_ids))
-            if not wanted:
-                return None
-        hashes = [content_sha256(t) for t in chunk_texts]
-        return Chunk(source, index, first, chunk_ids, chunk_texts, hashes, wanted)
-
     for _, batch in iter_batches(source, id_column, text_column, chunk_size):
         ids.extend(batch.column(0).to_pylist())
         texts.extend(batch.column(1).to_pylist())
         while len(ids) >= chunk_size:
-            chunk = make(ids[:chunk_size], texts[:chunk_size])
+            chunk = make_chunk(
+                source, index, chunk_size, ids[:chunk_size], texts[:chunk_size], sample
+            )
             if chunk is not None:
                 yield chunk
             del ids[:chunk_size], texts[:chunk_size]
             index += 1
     if ids:
-        chunk = make(ids, texts)
+        chunk = make_chunk(source, index, chunk_size, ids, texts, sample)
         if chunk is not None:
             yield chunk
+
+
+def read_chunk(
+    source: InputFile, id_column: str, text_column: str, chunk_size: int, index: int
+) -> Chunk:
+    """One chunk of a file, read on its own (what a distributed worker does)."""
+    start = index * chunk_size
+    ids, texts = read_rows(source, id_column, text_column, start, start + chunk_size)
+    chunk = make_chunk(source, index, chunk_size, ids, texts)
+    assert chunk is not None
+    return chunk
 
 
 def chunk_name(
@@ -719,6 +741,7 @@ def _manifest(
             for pid, pf in config.prefilters.items()
         },
         "audit_rate": config.audit_rate,
+        "worker": config.worker,
         "counts": {
             "rows": stats.rows,
             "labelled": sum(stats.status_counts.values()),

@@ -168,3 +168,28 @@ def iter_batches(
         columns = [_ids_as_strings(batch.column(0)), _texts_as_strings(batch.column(1))]
         yield start, pa.record_batch(columns, names=["id", "text"])
         start += batch.num_rows
+
+
+def read_rows(
+    source: InputFile, id_column: str, text_column: str, start: int, stop: int
+) -> tuple[list[str | None], list[str | None]]:
+    """Ids and texts of rows ``[start, stop)``, reading only the row groups that hold them.
+
+    Lets a worker read one chunk of a large shard without reading what comes before it.
+    """
+    parquet = pq.ParquetFile(source.path)
+    ids: list[str | None] = []
+    texts: list[str | None] = []
+    offset = 0
+    for group in range(parquet.metadata.num_row_groups):
+        rows = parquet.metadata.row_group(group).num_rows
+        if offset + rows > start and offset < stop:
+            table = parquet.read_row_group(group, columns=[id_column, text_column])
+            low, high = max(start - offset, 0), min(stop - offset, rows)
+            part = table.slice(low, high - low)
+            ids.extend(_ids_as_strings(part.column(0).combine_chunks()).to_pylist())
+            texts.extend(_texts_as_strings(part.column(1).combine_chunks()).to_pylist())
+        offset += rows
+        if offset >= stop:
+            break
+    return ids, texts

@@ -117,3 +117,27 @@ def tiny_trained_model() -> Path:
     if not (folder / "tiny_model.json").is_file():
         make_tiny_model.main([str(folder), "--train", "--data-dir", str(SHARED / "data")])
     return folder
+
+
+def ray_worker_env() -> dict[str, str]:
+    """What Ray workers need to unpickle test engines and find the vocabulary."""
+    return {
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")]),
+        "TIKTOKEN_ENCODINGS_BASE": os.environ["TIKTOKEN_ENCODINGS_BASE"],
+        **VLLM_TEST_ENV,
+    }
+
+
+@pytest.fixture(scope="session")
+def local_ray():
+    """One local Ray instance for the tests that use it (starting Ray takes seconds)."""
+    import ray
+
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"env_vars": ray_worker_env()},
+    )
+    yield ray
+    ray.shutdown()

@@ -66,3 +66,8 @@ def run_cli(*args):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return done
+
+
+def scripted_factory():
+    """An engine factory Ray actors can unpickle: a scripted engine with valid answers."""
+    return answering()

@@ -30,16 +30,37 @@ class SlowEngine(ScriptedEngine):
         return super().generate(requests, sampling)
 
 
+class SlowFactory:
+    """Builds a slow engine inside a Ray actor."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+
+    def __call__(self) -> SlowEngine:
+        return SlowEngine(self.delay)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("input")
     parser.add_argument("output")
     parser.add_argument("--delay", type=float, default=0.02)
+    parser.add_argument("--runner", choices=["local", "ray"], default="local")
     args = parser.parse_args()
     policies = load_policies([conftest.POLICIES / "spam.md", conftest.POLICIES / "harassment.md"])
     config = make_config([args.input], policies, Path(args.output), chunk_size=3, batch_requests=6)
-    print("started", flush=True)
-    run_label_job(config, SlowEngine(args.delay))
+    if args.runner == "ray":
+        import ray
+
+        from batch.ray_runner import run_label_job_ray
+
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": conftest.ray_worker_env()})  # fmt: skip
+        print("started", flush=True)
+        run_label_job_ray(config, SlowFactory(args.delay), replicas=2, cpus_per_replica=0.5)
+    else:
+        print("started", flush=True)
+        run_label_job(config, SlowEngine(args.delay))
     print("finished", flush=True)
 
 

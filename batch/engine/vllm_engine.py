@@ -143,3 +143,14 @@ class VLLMEngine:
             "max_model_len": self.max_model_len,
             "load_seconds": round(self.load_seconds, 3),
         }
+
+
+@dataclass
+class VLLMEngineFactory:
+    """Builds a :class:`VLLMEngine` where it is called: inside a Ray actor, on its GPUs."""
+
+    config: EngineConfig
+    stop_token_ids: list[int]
+
+    def __call__(self) -> VLLMEngine:
+        return VLLMEngine(self.config, self.stop_token_ids)
