@@ -23,7 +23,13 @@ JOBS = sorted((ROOT / "jobs").glob("*.toml"))
 
 def test_three_job_specs_ship_and_each_parses_into_its_command():
     names = {p.stem for p in JOBS}
-    assert {"nightly-backfill", "relabel-policy-change", "air-gapped"} <= names
+    assert {
+        "nightly-backfill",
+        "relabel-policy-change",
+        "air-gapped",
+        "ray-backfill",
+        "k8s-indexed",
+    } <= names
     for path in JOBS:
         spec = resolve(path, [], date(2026, 11, 27))
         command = relabel if spec.get("command") == "relabel" else label
