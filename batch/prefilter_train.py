@@ -141,6 +141,9 @@ def train_prefilter(
         "heldout_recall": estimate.recall,
         "heldout_recall_by_fold": estimate.fold_recalls,
         "escalation_fraction": estimate.escalation,
+        # The same threshold on the out-of-fold scores it was chosen from (optimistic; what a
+        # single cross-validated threshold is usually reported with).
+        "oof_escalation_fraction": float((scores >= threshold).mean()),
         "c_grid": [
             {"C": c, "escalation_fraction": e.escalation, "heldout_recall": e.recall}
             for _, _, c, _, e in grid

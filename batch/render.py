@@ -73,6 +73,17 @@ def render_full(policy_text: str, content: str, reasoning_effort: str = "low") -
     )
 
 
+@lru_cache(maxsize=16384)
+def content_tokens(content: str) -> tuple[int, ...]:
+    """A content's tokens, encoded once for all the policies it is judged under.
+
+    The job plans policy-major over a batch of at most ``--batch-size`` requests, so a cache
+    of this size serves every policy of a batch from one encoding; special-token text stays
+    plain text (``disallowed_special=()``).
+    """
+    return tuple(load_encoding().encode(content, disallowed_special=()))
+
+
 @dataclass(frozen=True)
 class PromptPrefix:
     """The rendered system + developer part of every prompt for one policy."""
@@ -85,7 +96,7 @@ class PromptPrefix:
 
     def prompt_for(self, content: str) -> list[int]:
         """Token ids of the whole prompt for one item: prefix, user message, assistant header."""
-        body = load_encoding().encode(content, disallowed_special=())
+        body = content_tokens(content)
         return [
             *self.token_ids,
             *self.user_open,

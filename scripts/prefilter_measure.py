@@ -68,8 +68,11 @@ def main(argv: list[str] | None = None) -> int:
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
     policy = load_policy(ROOT / "policies" / "spam.md")  # only its hash lands in the card
     results: dict = {"recalls": list(RECALLS), "datasets": {}}
-    print("| data | rows | positives | target recall | held-out recall | escalated | C |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| data | rows | positives | target recall | held-out recall | escalated (held out) "
+        "| escalated (OOF, same threshold) | C |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     import tempfile
 
     for name, (texts, labels) in datasets(args.data_dir).items():
@@ -82,13 +85,14 @@ def main(argv: list[str] | None = None) -> int:
                     "recall_target": recall,
                     "heldout_recall": card["heldout_recall"],
                     "escalation_fraction": card["escalation_fraction"],
+                    "oof_escalation_fraction": card["oof_escalation_fraction"],
                     "C": card["model"]["C"],
                 }
             )
             print(
                 f"| {name} | {len(texts)} | {sum(labels)} | {recall} | "
                 f"{card['heldout_recall']:.4f} | {card['escalation_fraction']:.1%} | "
-                f"{card['model']['C']:g} |",
+                f"{card['oof_escalation_fraction']:.1%} | {card['model']['C']:g} |",
                 flush=True,
             )
         with tempfile.TemporaryDirectory() as folder:

@@ -103,3 +103,64 @@ def test_garbage_tokens_never_raise():
     assert parse_completion(tokens, "stop", "binary").status == PARSE_ERROR
     assert parse_completion(tokens, "length", "binary").status == TRUNCATED
     assert parse_completion([], "stop", "json").status == PARSE_ERROR
+
+
+def _harmony_only(tokens, finish_reason, output_format):
+    """The verdict harmony's own parser gives, with the fast path switched off."""
+    import batch.parse as parse_module
+
+    original = parse_module._fast_messages
+    parse_module._fast_messages = lambda encoding, tokens: None
+    try:
+        return parse_completion(tokens, finish_reason, output_format)
+    finally:
+        parse_module._fast_messages = original
+
+
+def test_fast_path_agrees_with_harmony_on_valid_and_damaged_completions():
+    import random
+
+    from batch.parse import _fast_messages
+
+    encoding = load_encoding()
+    finals = ["0", "1", ' {"violation": 1, "policy_category": "hate"} ', "", "maybe", "1\n"]
+    analyses = [None, "", "Plain.", "Multi\nline\n\nreasoning ", "émoji 😀 中文 \u200b", "a" * 300]
+    texts = []
+    for final in finals:
+        for analysis in analyses:
+            texts.append(
+                (
+                    f"<|channel|>analysis<|message|>{analysis}<|end|><|start|>assistant"
+                    if analysis is not None
+                    else ""
+                )
+                + f"<|channel|>final<|message|>{final}<|return|>"
+            )
+    texts += [
+        "<|channel|>analysis<|message|>only thinking<|end|>",
+        "<|channel|>commentary<|message|>tool talk<|end|>"
+        "<|start|>assistant<|channel|>final<|message|>1<|return|>",
+        "<|channel|>final<|message|>0<|end|>",
+        "<|channel|>analysis<|message|>x<|end|><|start|>user<|channel|>final<|message|>1<|return|>",
+        '<|channel|>final <|constrain|>json<|message|>{"violation": 0}<|return|>',
+        "<|channel|>final<|message|>1<|return|>trailing",
+        "plain text with no harmony at all",
+        "<|channel|>analysis<|message|>a<|end|><|start|>assistant<|channel|>analysis<|message|>b<|end|><|start|>assistant<|channel|>final<|message|>0<|return|>",
+    ]
+    rng = random.Random(0)
+    checked = fast_hits = 0
+    for text in texts:
+        tokens = encoding.encode(text, allowed_special="all")
+        variants = [tokens] + [tokens[: rng.randint(0, len(tokens))] for _ in range(4)]
+        variants += [tokens[:i] + tokens[i + 1 :] for i in rng.sample(range(len(tokens)), 2)]
+        for variant in variants:
+            for fmt in ("binary", "json"):
+                assert parse_completion(variant, "stop", fmt) == _harmony_only(
+                    variant, "stop", fmt
+                ), (
+                    encoding.decode(variant),
+                    fmt,
+                )
+                checked += 1
+            fast_hits += _fast_messages(encoding, list(variant)) is not None
+    assert checked > 500 and fast_hits > 50  # both paths were really exercised

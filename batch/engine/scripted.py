@@ -49,18 +49,22 @@ class ScriptedEngine:
 
     name = "scripted"
 
-    def __init__(self, respond: Responder | None = None) -> None:
+    def __init__(self, respond: Responder | None = None, record: bool = True) -> None:
         self._respond = respond or (lambda request: "0")
+        self.record = record  # keep every request (tests); off for benchmarks, to keep memory flat
         self.calls: list[list[GenerationRequest]] = []
+        self._seen = 0
 
     @property
     def requests_seen(self) -> int:
-        return sum(len(call) for call in self.calls)
+        return self._seen
 
     def generate(
         self, requests: Sequence[GenerationRequest], sampling: SamplingSettings
     ) -> list[Completion]:
-        self.calls.append(list(requests))
+        self._seen += len(requests)
+        if self.record:
+            self.calls.append(list(requests))
         out = []
         for request in requests:
             answer = self._respond(request)
