@@ -1,7 +1,9 @@
 """A cheap text classifier in front of the reasoning model: clearly-fine items skip the GPU.
 
-The model is a sparse linear one: hashed word 1-2-grams and character 2-5-grams (within word
-boundaries), sublinear TF-IDF, L2-normalised per block, logistic regression. It is saved as
+The model is a sparse linear one: hashed word 1-2-grams and character 2-5-grams (across word
+boundaries, so "txt 80086"-style calls to action count), on lower-cased text with every digit
+folded to 0 (a premium-rate number is a pattern, not a vocabulary item), sublinear TF-IDF,
+L2-normalised per block, logistic regression. It is saved as
 plain arrays (``prefilter.npz``, loaded with ``allow_pickle=False``: nothing in it can run
 code) plus ``card.json``, which says what it was trained for and how well it did. Items that
 score below the card's threshold get label 0 with ``decided_by = "prefilter"``; the threshold
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,7 @@ import numpy as np
 CARD = "card.json"
 WEIGHTS = "prefilter.npz"
 FORMAT = "safeguard-prefilter/1"
+_DIGIT = re.compile(r"\d")
 
 
 class PrefilterError(ValueError):
@@ -35,18 +39,36 @@ class FeatureSpec:
 
     word_ngrams: tuple[int, int] = (1, 2)
     char_ngrams: tuple[int, int] = (2, 5)
-    n_features: int = 1 << 18
+    n_features: int = 1 << 19
+    char_analyzer: str = "char"  # "char_wb" keeps character n-grams inside words
+    fold_digits: bool = True
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "word_ngrams": list(self.word_ngrams),
             "char_ngrams": list(self.char_ngrams),
             "n_features": self.n_features,
+            "char_analyzer": self.char_analyzer,
+            "fold_digits": self.fold_digits,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FeatureSpec:
-        return cls(tuple(data["word_ngrams"]), tuple(data["char_ngrams"]), int(data["n_features"]))
+        return cls(
+            tuple(data["word_ngrams"]),
+            tuple(data["char_ngrams"]),
+            int(data["n_features"]),
+            str(data["char_analyzer"]),
+            bool(data["fold_digits"]),
+        )
+
+
+def _lower(text: str) -> str:
+    return text.lower()
+
+
+def _lower_fold_digits(text: str) -> str:
+    return _DIGIT.sub("0", text.lower())
 
 
 def _vectorizers(spec: FeatureSpec):
@@ -56,9 +78,14 @@ def _vectorizers(spec: FeatureSpec):
         raise PrefilterError(
             "the prefilter needs scikit-learn: pip install 'safeguard-batch[prefilter]'"
         ) from exc
-    common = dict(n_features=spec.n_features, alternate_sign=False, norm=None, lowercase=True)
+    common = dict(
+        n_features=spec.n_features,
+        alternate_sign=False,
+        norm=None,
+        preprocessor=_lower_fold_digits if spec.fold_digits else _lower,
+    )
     word = HashingVectorizer(analyzer="word", ngram_range=spec.word_ngrams, **common)
-    char = HashingVectorizer(analyzer="char_wb", ngram_range=spec.char_ngrams, **common)
+    char = HashingVectorizer(analyzer=spec.char_analyzer, ngram_range=spec.char_ngrams, **common)
     return word, char
 
 

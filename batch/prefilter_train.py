@@ -27,7 +27,7 @@ from batch.prefilter import (
     term_counts,
 )
 
-DEFAULT_C_GRID = (1.0, 4.0, 16.0)
+DEFAULT_C_GRID = (4.0, 16.0, 64.0)
 
 
 def threshold_for_recall(positive_scores: np.ndarray, recall: float) -> float:
