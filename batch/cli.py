@@ -71,7 +71,8 @@ def cli() -> None:
     """Label Parquet content with gpt-oss-safeguard policy models on vLLM, auditably."""
 
 
-_LABEL_OPTIONS = [
+# Model, generation and engine options: the same for label, relabel and policy test.
+_ENGINE_OPTIONS = [
     click.option("--model", required=True, help="Local model directory (no hub downloads)."),
     click.option(
         "--reasoning-effort",
@@ -89,20 +90,6 @@ _LABEL_OPTIONS = [
         show_default=True,
         help="Completion budget; a truncated analysis never reaches a verdict.",
     ),
-    click.option(
-        "--chunk-size",
-        type=click.IntRange(1),
-        default=1000,
-        show_default=True,
-        help="Rows per output file (the unit of atomic writes).",
-    ),
-    click.option(
-        "--batch-size",
-        type=click.IntRange(1),
-        default=4096,
-        show_default=True,
-        help="Requests handed to the engine per generate call.",
-    ),
     click.option("--tensor-parallel-size", type=click.IntRange(1), default=1, show_default=True),
     click.option(
         "--gpu-memory-utilization",
@@ -117,25 +104,44 @@ _LABEL_OPTIONS = [
         help="Context length; longer prompts get status too_long. Default: the model's.",
     ),
     click.option(
-        "--max-num-seqs",
-        type=click.IntRange(1),
-        default=None,
-        help="Sequences vLLM runs at once. Default: vLLM's.",
-    ),
-    click.option(
         "--engine-arg",
         "engine_args",
         multiple=True,
         metavar="KEY=VALUE",
         help="Any other vllm.LLM argument (VALUE parsed as JSON if it can be); repeatable.",
     ),
-    click.option("--seed", type=int, default=0, show_default=True, help="Engine seed."),
     click.option(
         "--vocab-dir",
         type=click.Path(file_okay=False),
         default=None,
         help="Folder holding o200k_base.tiktoken (else $TIKTOKEN_ENCODINGS_BASE).",
     ),
+    click.option("-v", "--verbose", is_flag=True, help="Show vLLM's own log messages."),
+]
+
+_LABEL_OPTIONS = [
+    *_ENGINE_OPTIONS,
+    click.option(
+        "--chunk-size",
+        type=click.IntRange(1),
+        default=1000,
+        show_default=True,
+        help="Rows per output file (the unit of atomic writes).",
+    ),
+    click.option(
+        "--batch-size",
+        type=click.IntRange(1),
+        default=4096,
+        show_default=True,
+        help="Requests handed to the engine per generate call.",
+    ),
+    click.option(
+        "--max-num-seqs",
+        type=click.IntRange(1),
+        default=None,
+        help="Sequences vLLM runs at once. Default: vLLM's.",
+    ),
+    click.option("--seed", type=int, default=0, show_default=True, help="Engine seed."),
     click.option(
         "--force", is_flag=True, help="Redo all work, even where this output already holds it."
     ),
@@ -239,15 +245,23 @@ _LABEL_OPTIONS = [
         "manifest).",
     ),
     click.option("-q", "--quiet", is_flag=True, help="No progress bar."),
-    click.option("-v", "--verbose", is_flag=True, help="Show vLLM's own log messages."),
 ]
+
+
+def options(decorators: list):
+    """Apply a list of click options, the first listed first in ``--help``."""
+
+    def apply(command):
+        for option in reversed(decorators):
+            command = option(command)
+        return command
+
+    return apply
 
 
 def label_options(command):
     """The options ``label`` and ``relabel`` share: model, engine, generation and run control."""
-    for option in reversed(_LABEL_OPTIONS):
-        command = option(command)
-    return command
+    return options(_LABEL_OPTIONS)(command)
 
 
 @cli.command()
@@ -597,25 +611,8 @@ def policy_hash(
 
 @policy.command("test")
 @click.argument("files", nargs=-1, required=True, type=click.Path())
-@click.option("--model", required=True, help="Local model directory.")
-@click.option(
-    "--reasoning-effort",
-    type=click.Choice(["low", "medium", "high"]),
-    default="low",
-    show_default=True,
-)
-@click.option("--temperature", type=float, default=1.0, show_default=True)
-@click.option("--top-p", type=float, default=1.0, show_default=True)
-@click.option("--max-tokens", type=click.IntRange(1), default=1024, show_default=True)
-@click.option("--max-model-len", type=click.IntRange(1), default=None)
-@click.option("--tensor-parallel-size", type=click.IntRange(1), default=1, show_default=True)
-@click.option(
-    "--gpu-memory-utilization", type=click.FloatRange(0.05, 1.0), default=0.90, show_default=True
-)
-@click.option("--engine-arg", "engine_args", multiple=True, metavar="KEY=VALUE")
-@click.option("--vocab-dir", type=click.Path(file_okay=False), default=None)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None)
-@click.option("-v", "--verbose", is_flag=True, help="Show vLLM's own log messages.")
+@options(_ENGINE_OPTIONS)
 def policy_test(files: tuple[str, ...], json_path: str | None, **opts: Any) -> None:
     """Run the [[tests]] cases in each policy's front matter through the model.
 
