@@ -13,7 +13,13 @@ import hashlib
 import json
 from collections.abc import Sequence
 
-from batch.parse import PARSE_ERROR, Verdict, read_completion, verdict_from_final
+from batch.parse import (
+    PARSE_ERROR,
+    Verdict,
+    read_completion,
+    strip_code_fence,
+    verdict_from_final,
+)
 from batch.policy import Policy
 
 COMBINED_ID = "combined"
@@ -58,15 +64,6 @@ def combined_policy(policies: Sequence[Policy]) -> Policy:
     )
 
 
-def _strip_fence(text: str) -> str:
-    stripped = text.strip()
-    if stripped.startswith("```"):
-        stripped = stripped.strip("`")
-        if stripped.startswith("json"):
-            stripped = stripped[4:]
-    return stripped.strip()
-
-
 def parse_combined(
     token_ids: Sequence[int], finish_reason: str | None, policies: Sequence[Policy]
 ) -> dict[str, Verdict]:
@@ -76,7 +73,7 @@ def parse_combined(
         return {p.id: read for p in policies}
     final, reasoning = read
     try:
-        answer = json.loads(_strip_fence(final))
+        answer = json.loads(strip_code_fence(final))
     except json.JSONDecodeError as exc:
         failed = Verdict(
             PARSE_ERROR,

@@ -110,9 +110,11 @@ def run_with_ray(config: Any, factory: Any, opts: dict[str, Any]) -> RunResult:
         raise JobFailure(
             "--runner ray needs Ray Data: pip install 'safeguard-batch[ray]'", EXIT_USAGE
         ) from exc
+    from batch.engine.vllm_engine import is_cpu_build
+
     gpus = opts.get("gpus_per_replica")
     if gpus is None:
-        gpus = 0 if _cpu_build() else opts["tensor_parallel_size"]
+        gpus = 0 if is_cpu_build() else opts["tensor_parallel_size"]
     return run_label_job_ray(
         config,
         factory,
@@ -121,12 +123,6 @@ def run_with_ray(config: Any, factory: Any, opts: dict[str, Any]) -> RunResult:
         address=opts.get("ray_address"),
         engine_description={"config": factory.config.__dict__},
     )
-
-
-def _cpu_build() -> bool:
-    from batch.engine.vllm_engine import is_cpu_build
-
-    return is_cpu_build()
 
 
 def run_label_command(

@@ -43,12 +43,16 @@ def parse_binary(text: str) -> tuple[str, None, None]:
     return match.group(1), None, None
 
 
-def parse_json(text: str) -> tuple[str, str | None, str | None]:
-    """``{"violation": 0|1, "policy_category": ..., "rationale": ...}``, optionally fenced."""
+def strip_code_fence(text: str) -> str:
+    """The text inside a Markdown code fence (```json ... ```), or the text itself."""
     stripped = text.strip()
     fenced = _CODE_FENCE.match(stripped)
-    if fenced:
-        stripped = fenced.group(1)
+    return fenced.group(1) if fenced else stripped
+
+
+def parse_json(text: str) -> tuple[str, str | None, str | None]:
+    """``{"violation": 0|1, "policy_category": ..., "rationale": ...}``, optionally fenced."""
+    stripped = strip_code_fence(text)
     try:
         obj = json.loads(stripped)
     except json.JSONDecodeError as exc:
@@ -105,6 +109,13 @@ _PLAIN_CHANNELS = ("analysis", "final")
 _KNOWN_HEADERS = {(35644,): "analysis", (17196,): "final", (173781,): "assistant"}
 
 
+def _find(tokens: list[int], token: int, start: int) -> int | None:
+    try:
+        return tokens.index(token, start)
+    except ValueError:
+        return None
+
+
 def _fast_messages(encoding, tokens: list[int]) -> list[tuple[str, str]] | None:
     """The common, well-formed answer without harmony's general parser (which costs ~0.5 ms).
 
@@ -119,9 +130,8 @@ def _fast_messages(encoding, tokens: list[int]) -> list[tuple[str, str]] | None:
         if messages:
             if tokens[i] != _START:
                 return None
-            try:
-                j = tokens.index(_CHANNEL, i + 1)
-            except ValueError:
+            j = _find(tokens, _CHANNEL, i + 1)
+            if j is None:
                 return None
             role = tokens[i + 1 : j]
             if (_KNOWN_HEADERS.get(tuple(role)) or encoding.decode(role)) != "assistant":
@@ -129,9 +139,8 @@ def _fast_messages(encoding, tokens: list[int]) -> list[tuple[str, str]] | None:
             i = j
         if tokens[i] != _CHANNEL:
             return None
-        try:
-            k = tokens.index(_MESSAGE, i + 1)
-        except ValueError:
+        k = _find(tokens, _MESSAGE, i + 1)
+        if k is None:
             return None
         header = tokens[i + 1 : k]
         if any(t >= _FIRST_SPECIAL for t in header):

@@ -110,6 +110,11 @@ class Chunk:
     def wanted_rows(self) -> set[int]:
         return set(range(len(self.ids))) if self.wanted is None else set(self.wanted)
 
+    @property
+    def size(self) -> int:
+        """How many of its rows this run labels."""
+        return len(self.ids) if self.wanted is None else len(self.wanted)
+
 
 @dataclass
 class PolicyStats:
@@ -523,9 +528,10 @@ class Labeller:
                 task.superseded.unlink(missing_ok=True)
             self.store.add(self.work_key(task.policy), str(path), fresh.get(index, {}).values())
             self.stats.files_written += 1
-        self.stats.rows += sum(len(chunk.wanted_rows()) for chunk in chunks)
+        rows = sum(chunk.size for chunk in chunks)
+        self.stats.rows += rows
         for policy in config.policies:
-            self.stats.policy(policy.id).rows += sum(len(c.wanted_rows()) for c in chunks)
+            self.stats.policy(policy.id).rows += rows
 
     def _verdicts(
         self, tasks: list[ChunkTask], leaders: list[Decision], results: list[Completion | str]
@@ -812,7 +818,7 @@ def run_label_job(config: JobConfig, engine: Engine, progress: bool = False) -> 
     def flush() -> None:
         nonlocal pending, pending_rows, last_saved
         labeller.process(pending)
-        bar.update(sum(len(chunk.wanted_rows()) for chunk in pending))
+        bar.update(sum(chunk.size for chunk in pending))
         pending, pending_rows = [], 0
         if time.monotonic() - last_saved > MANIFEST_EVERY_SECONDS:
             save_manifest()
@@ -843,7 +849,7 @@ def run_label_job(config: JobConfig, engine: Engine, progress: bool = False) -> 
                     log.warning("skipping the rest of %s: %s", source.path, exc)
                     break
                 pending.append(chunk)
-                pending_rows += len(chunk.wanted_rows())
+                pending_rows += chunk.size
                 if pending_rows * per_row >= config.batch_requests:
                     flush()
         if pending:

@@ -138,21 +138,7 @@ def run_child(args, rows: int, pin: bool) -> dict:
 
 
 def engine_limit(engine, requests, sampling) -> dict:
-    from vllm import SamplingParams
-    from vllm.inputs import TokensPrompt
-
-    prompts = [TokensPrompt(prompt_token_ids=list(r.prompt_token_ids)) for r in requests]
-    params = [
-        SamplingParams(
-            temperature=sampling.temperature,
-            top_p=sampling.top_p,
-            max_tokens=sampling.max_tokens,
-            seed=r.seed,
-            stop_token_ids=engine.stop_token_ids,
-            detokenize=False,
-        )
-        for r in requests
-    ]
+    prompts, params = engine.vllm_inputs(requests, sampling)  # built before the clock starts
     engine._llm.reset_prefix_cache()
     started = time.perf_counter()
     outputs = engine._llm.generate(prompts, params, use_tqdm=False)

@@ -106,9 +106,10 @@ class VLLMEngine:
         self.load_seconds = time.perf_counter() - started
         self.max_model_len = int(self._llm.llm_engine.model_config.max_model_len)
 
-    def generate(
+    def vllm_inputs(
         self, requests: Sequence[GenerationRequest], sampling: SamplingSettings
-    ) -> list[Completion]:
+    ) -> tuple[list, list]:
+        """Prompts and per-request sampling parameters (seed, stop tokens, no detokenizing)."""
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
@@ -124,6 +125,12 @@ class VLLMEngine:
             )
             for r in requests
         ]
+        return prompts, params
+
+    def generate(
+        self, requests: Sequence[GenerationRequest], sampling: SamplingSettings
+    ) -> list[Completion]:
+        prompts, params = self.vllm_inputs(requests, sampling)
         outputs = self._llm.generate(prompts, params, use_tqdm=False)
         return [
             Completion(

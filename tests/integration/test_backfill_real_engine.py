@@ -15,6 +15,12 @@ pytestmark = pytest.mark.integration
 FAST = ["--set", "temperature=0", "--set", "max_tokens=256", "--set", "max_model_len=4096"]
 
 
+def greedy(model, max_tokens):
+    """The tiny model's settings: greedy, short answers, a context that fits the policies."""
+    return ["--model", str(model), "--temperature", "0", "--max-tokens", str(max_tokens),
+            "--max-model-len", "4096"]  # fmt: skip
+
+
 def distinct_sms(n, skip=0):
     seen, items = set(), []
     for item in read_sms(SHARED / "data" / "sms-spam-collection" / "SMSSpamCollection"):
@@ -84,14 +90,7 @@ def test_nightly_job_relabel_and_diff(tmp_path, tiny_trained_model):
         str(edited),
         "--output",
         str(out),
-        "--model",
-        str(tiny_trained_model),
-        "--temperature",
-        "0",
-        "--max-tokens",
-        "256",
-        "--max-model-len",
-        "4096",
+        *greedy(tiny_trained_model, 256),
         "--sample",
         "30",
         "--examples",
@@ -131,14 +130,7 @@ def test_combined_mode_through_the_real_engine(tmp_path, tiny_trained_model):
         str(POLICIES / "harassment.md"),
         "--output",
         str(out),
-        "--model",
-        str(tiny_trained_model),
-        "--temperature",
-        "0",
-        "--max-tokens",
-        "64",
-        "--max-model-len",
-        "4096",
+        *greedy(tiny_trained_model, 64),
         "--multi-policy",
         "combined",
     )
