@@ -1,19 +1,32 @@
-"""Exit codes and the one-line failures the CLI reports (README: "Exit codes")."""
+"""Failures a user can fix, as plain exceptions that carry their exit code (README: "Exit codes").
+
+The library raises these; only the command line turns them into a one-line message and an
+exit status, so the library stays usable without click.
+"""
 
 from __future__ import annotations
 
-import click
-
 EXIT_OK = 0
+EXIT_CHECK_FAILED = 1  # policy lint found errors; policy test had failing cases
 EXIT_USAGE = 2  # bad option, policy, vocabulary or model path
 EXIT_BAD_INPUT = 3  # an input file is unreadable or lacks the columns
 EXIT_ROWS_FAILED = 4  # the run finished but some rows ended in engine_error
 EXIT_INCOMPLETE = 5  # verify: rows are missing or duplicated
 
 
-class JobFailure(click.ClickException):
-    """A failure the user can fix, reported as one line with a documented exit code."""
+class SafeguardError(Exception):
+    """Base of every failure reported as one line with a documented exit code."""
 
-    def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
+    exit_code = EXIT_USAGE
+
+
+class UsageError(SafeguardError, ValueError):
+    """A bad option, option combination or configuration file (exit 2)."""
+
+    exit_code = EXIT_USAGE
+
+
+class InputError(SafeguardError, ValueError):
+    """An input that cannot be used; the message names the file (exit 3)."""
+
+    exit_code = EXIT_BAD_INPUT

@@ -1,4 +1,4 @@
-"""Offline access to harmony's ``o200k_base`` vocabulary.
+"""The harmony encoding, offline: the local ``o200k_base`` vocabulary and the encoding built on it.
 
 openai-harmony downloads its BPE vocabulary on first use unless ``TIKTOKEN_ENCODINGS_BASE``
 names a local folder. This job never opens a network connection, so it insists on a local
@@ -11,6 +11,12 @@ import hashlib
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from batch.errors import UsageError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from openai_harmony import HarmonyEncoding
 
 VOCAB_FILE = "o200k_base.tiktoken"
 VOCAB_SHA256 = "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d"
@@ -23,7 +29,7 @@ HOW_TO_PROVIDE = (
 )
 
 
-class VocabError(RuntimeError):
+class VocabError(UsageError):
     """The harmony vocabulary is not available locally."""
 
 
@@ -59,3 +65,20 @@ def check_vocab() -> Path:
             f"it. {HOW_TO_PROVIDE}"
         )
     return _checked(folder)
+
+
+@lru_cache(maxsize=1)
+def load_encoding() -> HarmonyEncoding:
+    """The gpt-oss harmony encoding, loaded from the local vocabulary only."""
+    check_vocab()
+    from openai_harmony import HarmonyEncodingName, HarmonyError, load_harmony_encoding
+
+    try:
+        return load_harmony_encoding(HarmonyEncodingName.HARMONY_GPT_OSS)
+    except HarmonyError as exc:  # pragma: no cover - check_vocab catches the usual causes
+        raise VocabError(f"openai-harmony could not load its vocabulary: {exc}") from exc
+
+
+def stop_token_ids() -> list[int]:
+    """Tokens that end an assistant turn (``<|return|>``, ``<|call|>``); vLLM needs them."""
+    return list(load_encoding().stop_tokens_for_assistant_actions())

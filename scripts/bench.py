@@ -40,7 +40,7 @@ SMS = ROOT.parent / "shared" / "data" / "sms-spam-collection" / "SMSSpamCollecti
 
 def distinct_messages(path: Path, count: int, unique_suffix: bool = False) -> list[str]:
     """The first ``count`` distinct SMS texts (cycled with a numbered suffix if more are asked)."""
-    from batch.datasets import read_sms
+    from labelled_data import read_sms
 
     seen: dict[str, None] = {}
     for item in read_sms(path):
@@ -64,8 +64,8 @@ def write_shard(folder: Path, texts: list[str]) -> Path:
 
 def job_config(shard: Path, output: Path, policies, model: str, fingerprint: str, args):
     from batch.engine.base import SamplingSettings
-    from batch.pipeline import JobConfig
-    from batch.read import inspect_inputs
+    from batch.flow.config import JobConfig
+    from batch.flow.read import inspect_inputs
 
     files, _ = inspect_inputs([str(shard)], "id", "text", False)
     return JobConfig(
@@ -76,7 +76,7 @@ def job_config(shard: Path, output: Path, policies, model: str, fingerprint: str
         model_fingerprint=fingerprint,
         reasoning_effort="low",
         sampling=SamplingSettings(args.temperature, 1.0, args.max_tokens),
-        batch_requests=args.batch_size,
+        batch_size=args.batch_size,
         max_model_len=args.max_model_len,
         command=["bench"],
     )
@@ -85,12 +85,12 @@ def job_config(shard: Path, output: Path, policies, model: str, fingerprint: str
 def harness_child(args) -> None:
     """One process: the job with an instant scripted engine; prints JSON on stdout."""
     from batch.engine.scripted import ScriptedEngine
-    from batch.pipeline import run_label_job
-    from batch.policy import load_policies
+    from batch.policy.files import load_policies
+    from batch.runners.local import run_label_job
 
     if args.pin and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
-    from batch.render import render_prefix
+    from batch.flow.render import render_prefix
 
     policies = load_policies(POLICY_FILES)
     answers = {"binary": "0", "json": '{"violation": 0, "policy_category": null}'}
@@ -171,7 +171,7 @@ def naive_baseline(engine, texts, policies, sampling, output: Path, batch: int =
     from vllm import SamplingParams
     from vllm.inputs import TokensPrompt
 
-    from batch.render import load_encoding
+    from batch.vocab import load_encoding
 
     encoding = load_encoding()
     params = SamplingParams(
@@ -257,12 +257,13 @@ def main(argv: list[str] | None = None) -> int:
     rss_10n = run_child(args, 10 * args.rss_rows, pin=True)
 
     from batch.engine.base import GenerationRequest, SamplingSettings
+    from batch.engine.fingerprint import model_fingerprint
     from batch.engine.vllm_engine import EngineConfig, VLLMEngine, package_version
-    from batch.fingerprint import model_fingerprint
-    from batch.pipeline import run_label_job
-    from batch.plan import content_sha256, request_seed, settings_sha256
-    from batch.policy import load_policies
-    from batch.render import render_prefix, stop_token_ids
+    from batch.flow.plan import content_sha256, request_seed, settings_sha256
+    from batch.flow.render import render_prefix
+    from batch.policy.files import load_policies
+    from batch.runners.local import run_label_job
+    from batch.vocab import stop_token_ids
 
     policies = load_policies(POLICY_FILES)
     texts = distinct_messages(SMS, args.rows)

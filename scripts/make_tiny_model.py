@@ -78,11 +78,11 @@ def build_random(out_dir: Path, seed: int = 0) -> str:
 def build_trained(out_dir: Path, data_dir: Path, seed: int = 0, steps: int = 420) -> dict:
     """Train the tiny model on the non-held-out 80% of both data sets; return its card."""
     import torch
+    from labelled_data import is_held_out, read_moderation, read_sms
     from train_tiny import build_examples, train
     from transformers import GptOssForCausalLM
 
-    from batch.datasets import is_held_out, read_moderation, read_sms
-    from batch.policy import load_policy
+    from batch.policy.files import load_policy
 
     torch.set_num_threads(2)
     # Same weights on every build: CPU scatter/index-put accumulation is otherwise run in
@@ -115,7 +115,7 @@ def build_trained(out_dir: Path, data_dir: Path, seed: int = 0, steps: int = 420
         "final_loss": round(sum(losses[-20:]) / 20, 4),
         "examples": len(examples),
         "policies": {pid: p.sha256 for pid, p in policies.items()},
-        "held_out": "sha256(seed:id) < 0.2, see batch.datasets.is_held_out",
+        "held_out": "sha256(seed:id) < 0.2, see is_held_out in scripts/labelled_data.py",
         "weights_sha256": weights_sha256(out_dir),
     }
 

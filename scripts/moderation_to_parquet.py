@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from batch.datasets import MODERATION_CATEGORIES, is_held_out, read_moderation  # noqa: E402
+from labelled_data import MODERATION_CATEGORIES, is_held_out, read_moderation  # noqa: E402
 
 DEFAULT_SOURCE = (
     ROOT.parent / "shared" / "data" / "openai-moderation-2022" / "samples-1680.jsonl.gz"

@@ -5,7 +5,7 @@
 For SMS spam (gold ``spam``) and the 2022 moderation set (target: any of the 8 categories),
 at recall 0.95, 0.98 and 0.99, it reports the share of traffic the prefilter would still send
 to the model, and the recall it actually kept, both held out: cross-validated, each fold's
-threshold chosen without that fold (batch.prefilter_train.held_out). Then the scoring
+threshold chosen without that fold (batch.prefilter.train.held_out). Then the scoring
 throughput in items/s, pinned to one CPU core.
 """
 
@@ -25,10 +25,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-from batch.datasets import MODERATION_CATEGORIES, read_moderation, read_sms  # noqa: E402
-from batch.policy import load_policy  # noqa: E402
-from batch.prefilter import load, save  # noqa: E402
-from batch.prefilter_train import train_prefilter  # noqa: E402
+from labelled_data import MODERATION_CATEGORIES, read_moderation, read_sms  # noqa: E402
+
+from batch.policy.files import load_policy  # noqa: E402
+from batch.prefilter.model import load, save  # noqa: E402
+from batch.prefilter.train import train_prefilter  # noqa: E402
 
 RECALLS = (0.95, 0.98, 0.99)
 REFERENCE = {"sms": 0.20, "moderation": 0.78}  # a first word+char n-gram LR at recall 0.99

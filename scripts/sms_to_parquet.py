@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from batch.datasets import is_held_out, read_sms  # noqa: E402
+from labelled_data import is_held_out, read_sms  # noqa: E402
 
 DEFAULT_SOURCE = ROOT.parent / "shared" / "data" / "sms-spam-collection" / "SMSSpamCollection"
 

@@ -74,7 +74,8 @@ def build_examples(
     Returns each policy's prompt prefix (rendered once) and the examples, whose ``suffix`` is
     what follows that prefix in the full harmony prompt.
     """
-    from batch.render import load_encoding, render_prefix
+    from batch.flow.render import render_prefix
+    from batch.vocab import load_encoding
 
     encoding = load_encoding()
     message_token = encoding.encode("<|message|>", allowed_special="all")[0]

@@ -32,7 +32,7 @@ def harassment_policy_path() -> Path:
 
 @pytest.fixture(scope="session")
 def policies(spam_policy_path, harassment_policy_path):
-    from batch.policy import load_policies
+    from batch.policy.files import load_policies
 
     return load_policies([spam_policy_path, harassment_policy_path])
 
@@ -99,8 +99,9 @@ VLLM_TEST_ENV = {
 TRAINING_INPUTS = (
     SCRIPTS / "make_tiny_model.py",
     SCRIPTS / "train_tiny.py",
-    ROOT / "batch" / "datasets.py",
-    ROOT / "batch" / "render.py",
+    SCRIPTS / "labelled_data.py",
+    ROOT / "batch" / "flow" / "render.py",
+    ROOT / "batch" / "vocab.py",
     POLICIES / "spam.md",
     POLICIES / "harassment.md",
     SHARED / "data" / "sms-spam-collection" / "SMSSpamCollection",

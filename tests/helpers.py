@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from batch.engine.base import SamplingSettings
-from batch.pipeline import JobConfig, run_label_job
-from batch.read import inspect_inputs, resolve_inputs
+from batch.flow.config import JobConfig
+from batch.flow.read import inspect_inputs, resolve_inputs
+from batch.runners.local import run_label_job
 
 
 def make_config(inputs, policies, output: Path, **overrides) -> JobConfig:
-    skip = overrides.get("skip_bad_files", False)
+    skip = overrides.get("on_bad_file", "fail") == "skip"
     files, _ = inspect_inputs(resolve_inputs([str(p) for p in inputs]), "id", "text", skip)
     settings = dict(
         inputs=files,
@@ -20,7 +21,7 @@ def make_config(inputs, policies, output: Path, **overrides) -> JobConfig:
         model_fingerprint="f" * 64,
         sampling=SamplingSettings(temperature=1.0, top_p=1.0, max_tokens=64),
         chunk_size=2,
-        batch_requests=4,
+        batch_size=4,
         max_model_len=4096,
         command=["test"],
     )
@@ -34,7 +35,7 @@ def run(inputs, policies, output, engine, **overrides):
 
 def well_formed(request):
     """A valid 'no violation' answer in each shipped policy's format (binary or JSON)."""
-    from batch.render import load_encoding
+    from batch.vocab import load_encoding
 
     text = load_encoding().decode(list(request.prompt_token_ids[:400]))
     if "# Harassment and Hate Policy" in text:

@@ -16,8 +16,8 @@ import conftest  # noqa: E402,F401  (sets the vocabulary path)
 from helpers import make_config  # noqa: E402
 
 from batch.engine.scripted import ScriptedEngine  # noqa: E402
-from batch.pipeline import run_label_job  # noqa: E402
-from batch.policy import load_policies  # noqa: E402
+from batch.policy.files import load_policies  # noqa: E402
+from batch.runners.local import run_label_job  # noqa: E402
 
 
 class SlowEngine(ScriptedEngine):
@@ -48,11 +48,11 @@ def main() -> None:
     parser.add_argument("--runner", choices=["local", "ray"], default="local")
     args = parser.parse_args()
     policies = load_policies([conftest.POLICIES / "spam.md", conftest.POLICIES / "harassment.md"])
-    config = make_config([args.input], policies, Path(args.output), chunk_size=3, batch_requests=6)
+    config = make_config([args.input], policies, Path(args.output), chunk_size=3, batch_size=6)
     if args.runner == "ray":
         import ray
 
-        from batch.ray_runner import run_label_job_ray
+        from batch.runners.ray import run_label_job_ray
 
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
                  runtime_env={"env_vars": conftest.ray_worker_env()})  # fmt: skip

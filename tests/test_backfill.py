@@ -10,9 +10,9 @@ from conftest import write_parquet
 from helpers import answering, run
 
 from batch.engine.scripted import ScriptedEngine
-from batch.policy import load_policies
-from batch.read import inspect_inputs, resolve_inputs
-from batch.verify import verify
+from batch.flow.read import inspect_inputs, resolve_inputs
+from batch.policy.files import load_policies
+from batch.reports.verify import verify
 
 
 def rows_of(output):
@@ -115,7 +115,7 @@ def test_identical_content_is_judged_once_per_policy_and_fanned_out(tmp_path, po
     day(shards, "d", texts)
     engine = answering()
     # Small batches: duplicates span several engine calls and chunk files.
-    result = run([shards], policies, tmp_path / "out", engine, chunk_size=3, batch_requests=6)
+    result = run([shards], policies, tmp_path / "out", engine, chunk_size=3, batch_size=6)
     assert engine.requests_seen == 3 * 2  # dup, x, y per policy
     for policy in ("spam", "harassment"):
         counts = result.manifest["per_policy"][policy]
@@ -133,16 +133,13 @@ def test_identical_content_is_judged_once_per_policy_and_fanned_out(tmp_path, po
 def test_sms_duplicates_are_sent_once(tmp_path, policies):
     """The shared SMS data: 5,574 messages, 403 exact duplicates -> 5,171 requests."""
     from conftest import SHARED
-
-    from batch.datasets import read_sms
+    from labelled_data import read_sms
 
     items = read_sms(SHARED / "data" / "sms-spam-collection" / "SMSSpamCollection")
     columns = {"id": [i.id for i in items], "text": [i.text for i in items]}
     path = write_parquet(tmp_path / "sms.parquet", columns)
     engine = answering()
-    result = run(
-        [path], policies[:1], tmp_path / "out", engine, chunk_size=1000, batch_requests=4096
-    )
+    result = run([path], policies[:1], tmp_path / "out", engine, chunk_size=1000, batch_size=4096)
     assert result.manifest["per_policy"]["spam"]["rows"] == 5574
     assert engine.requests_seen == result.manifest["per_policy"]["spam"]["requests_sent"] == 5171
     assert result.manifest["per_policy"]["spam"]["deduplicated"] == 403
@@ -194,7 +191,7 @@ def test_sample_and_force_are_refused_together(tmp_path, policies):
 
 
 def combined_answer(request):
-    from batch.render import load_encoding
+    from batch.vocab import load_encoding
 
     text = load_encoding().decode(list(request.prompt_token_ids))
     assert "# Combined content policies" in text

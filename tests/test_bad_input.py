@@ -5,9 +5,9 @@ import pytest
 from helpers import make_config
 
 from batch.engine.scripted import ScriptedEngine
-from batch.pipeline import run_label_job
-from batch.read import InputError, inspect_inputs, resolve_inputs
-from batch.verify import verify
+from batch.flow.read import InputError, inspect_inputs, resolve_inputs
+from batch.reports.verify import verify
+from batch.runners.local import run_label_job
 
 
 @pytest.fixture
@@ -51,7 +51,7 @@ def test_broken_directory_runs_to_completion_with_skip(tmp_path, bad_dir, polici
     engine = ScriptedEngine()
     config = make_config(
         [bad_dir], policies[:1], tmp_path / "out", max_model_len=4096, chunk_size=3,
-        skip_bad_files=True, skipped_files=skipped,
+        on_bad_file="skip", skipped_files=skipped,
     )  # fmt: skip
     config.inputs = files
     result = run_label_job(config, engine)

@@ -79,7 +79,7 @@ def test_bad_policy_is_a_usage_error(tmp_path, small_shards):
 
 
 def test_engine_args_parse_json_values():
-    from batch.cli import parse_engine_args
+    from batch.job.pairs import parse_engine_args
 
     assert parse_engine_args(("enforce_eager=true", "block-size=32", "kv_cache_dtype=fp8")) == {
         "enforce_eager": True,

@@ -10,11 +10,11 @@ from conftest import write_parquet
 from helpers import run
 
 from batch.cli import cli
-from batch.diff import DiffError, diff_outputs, load_label_set, previous_policy_version
 from batch.engine.scripted import ScriptedEngine
-from batch.intervals import wilson_interval
-from batch.policy import load_policies
-from batch.store import latest_labels
+from batch.output.labels import latest_labels, previous_policy_version
+from batch.policy.files import load_policies
+from batch.reports.diff import DiffError, diff_outputs, load_label_set
+from batch.reports.intervals import wilson_interval
 
 TEXTS = [f"item {i}" for i in range(20)]
 
@@ -23,7 +23,7 @@ def by_rule(flip_from: int | None):
     """Spam verdict 1 for items >= 10; with ``flip_from``, also for items >= flip_from."""
 
     def respond(request):
-        from batch.render import load_encoding
+        from batch.vocab import load_encoding
 
         text = load_encoding().decode(list(request.prompt_token_ids))
         number = int(text.rsplit("item ", 1)[1].split("<|end|>", 1)[0])

@@ -3,7 +3,7 @@ import shutil
 
 import pytest
 
-from batch.fingerprint import ModelError, model_fingerprint
+from batch.engine.fingerprint import ModelError, model_fingerprint
 
 
 def fake_model(folder, weights: bytes, config=None):

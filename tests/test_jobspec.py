@@ -10,13 +10,8 @@ from click.testing import CliRunner
 from conftest import ROOT
 
 from batch.cli import cli, label, relabel
-from batch.jobspec import (
-    JobSpecError,
-    apply_overrides,
-    default_run_date,
-    resolve,
-    to_arguments,
-)
+from batch.cli.spec import to_arguments
+from batch.job.spec import JobSpecError, apply_overrides, default_run_date, resolve
 
 JOBS = sorted((ROOT / "jobs").glob("*.toml"))
 

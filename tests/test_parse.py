@@ -1,7 +1,7 @@
 import pytest
 
 from batch.engine.scripted import harmony_completion
-from batch.parse import (
+from batch.flow.parse import (
     OK,
     PARSE_ERROR,
     TRUNCATED,
@@ -9,7 +9,7 @@ from batch.parse import (
     parse_completion,
     parse_json,
 )
-from batch.render import load_encoding
+from batch.vocab import load_encoding
 
 
 def parse(final, analysis="Looks fine.", fmt="binary", finish="stop"):
@@ -107,7 +107,7 @@ def test_garbage_tokens_never_raise():
 
 def _harmony_only(tokens, finish_reason, output_format):
     """The verdict harmony's own parser gives, with the fast path switched off."""
-    import batch.parse as parse_module
+    import batch.flow.parse as parse_module
 
     original = parse_module._fast_messages
     parse_module._fast_messages = lambda encoding, tokens: None
@@ -120,7 +120,7 @@ def _harmony_only(tokens, finish_reason, output_format):
 def test_fast_path_agrees_with_harmony_on_valid_and_damaged_completions():
     import random
 
-    from batch.parse import _fast_messages
+    from batch.flow.parse import _fast_messages
 
     encoding = load_encoding()
     finals = ["0", "1", ' {"violation": 1, "policy_category": "hate"} ', "", "maybe", "1\n"]

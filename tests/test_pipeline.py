@@ -5,9 +5,8 @@ import pytest
 from helpers import make_config, run
 
 from batch.engine.scripted import ScriptedEngine, harmony_completion
-from batch.parse import STATUSES
-from batch.pipeline import run_label_job
-from batch.schema import OUTPUT_SCHEMA
+from batch.output.schema import OUTPUT_SCHEMA, STATUSES
+from batch.runners.local import run_label_job
 
 
 def read_output(output):
@@ -16,7 +15,7 @@ def read_output(output):
 
 def verdict_by_text(request):
     """Answer 1 for prize/ringtone messages, 0 otherwise, in each policy's format."""
-    from batch.render import load_encoding
+    from batch.vocab import load_encoding
 
     text = load_encoding().decode(list(request.prompt_token_ids))
     user = text.rsplit("<|start|>user<|message|>", 1)[1]
@@ -59,9 +58,9 @@ def test_requests_are_grouped_by_policy_and_seeds_are_reproducible(
     tmp_path, small_shards, policies
 ):
     first, second = ScriptedEngine(), ScriptedEngine()
-    run([small_shards], policies, tmp_path / "one", first, batch_requests=10_000)
-    run([small_shards], policies, tmp_path / "two", second, batch_requests=10_000)
-    from batch.render import render_prefix
+    run([small_shards], policies, tmp_path / "one", first, batch_size=10_000)
+    run([small_shards], policies, tmp_path / "two", second, batch_size=10_000)
+    from batch.flow.render import render_prefix
 
     assert len(first.calls) == 1
     prefixes = {p.id: list(render_prefix(p).token_ids) for p in policies}
@@ -138,7 +137,7 @@ def test_every_model_outcome_becomes_a_status(tmp_path, policies):
     write_parquet(tmp_path / "in" / "x.parquet", {"id": list(answers), "text": list(answers)})
 
     def respond(request):
-        from batch.render import load_encoding
+        from batch.vocab import load_encoding
 
         text = load_encoding().decode(list(request.prompt_token_ids))
         return answers[text.rsplit("<|message|>", 1)[1].split("<|end|>")[0]]

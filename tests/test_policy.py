@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from batch.policy import PolicyError, load_policies, load_policy, parse_policy
+from batch.policy.files import PolicyError, load_policies, load_policy, parse_policy
 
 
 def test_shipped_policies_load_with_format_and_version(policies):
@@ -63,7 +63,7 @@ def test_duplicate_policy_ids_are_rejected(spam_policy_path):
 
 
 def test_policy_token_counts_are_in_the_guides_sweet_spot(policies):
-    from batch.render import load_encoding
+    from batch.vocab import load_encoding
 
     encoding = load_encoding()
     for policy in policies:

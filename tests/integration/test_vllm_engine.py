@@ -6,7 +6,8 @@ import pytest
 from conftest import VLLM_TEST_ENV
 
 from batch.engine.base import GenerationRequest, SamplingSettings
-from batch.render import render_prefix, stop_token_ids
+from batch.flow.render import render_prefix
+from batch.vocab import stop_token_ids
 
 pytestmark = pytest.mark.integration
 

@@ -1,0 +1,247 @@
+"""Option declarations, each written once and shared by the commands that take it.
+
+Their names are the fields of ``batch.job.options`` (``--batch-size`` fills ``batch_size``) and
+their defaults are the only defaults: job specs are parsed by the same declarations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+
+def options(decorators: list[Callable[[Any], Any]]) -> Callable[[Any], Any]:
+    """Apply a list of click options, the first listed first in ``--help``."""
+
+    def apply(command: Any) -> Any:
+        for option in reversed(decorators):
+            command = option(command)
+        return command
+
+    return apply
+
+
+def input_options(input_help: str) -> list[Callable[[Any], Any]]:
+    """The options ``label`` and ``verify`` share: which inputs, policies and output."""
+    return [
+        click.option("--input", "inputs", multiple=True, required=True, help=input_help),
+        click.option(
+            "--policy",
+            "policies",
+            multiple=True,
+            required=True,
+            type=click.Path(),
+            help="Policy file (Markdown with TOML front matter); repeatable.",
+        ),
+        click.option(
+            "--output",
+            required=True,
+            type=click.Path(file_okay=False),
+            help="Output dataset folder (Hive-partitioned by policy_id).",
+        ),
+        click.option("--id-column", default="id", show_default=True),
+        click.option("--text-column", default="text", show_default=True),
+        click.option(
+            "--on-bad-file",
+            type=click.Choice(["fail", "skip"]),
+            default="fail",
+            show_default=True,
+            help="fail: stop before any work if an input is unreadable; skip: record it and go on.",
+        ),
+    ]
+
+
+JSON_OPTION = click.option(
+    "--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Also write JSON."
+)
+VOCAB_OPTION = click.option(
+    "--vocab-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Folder holding o200k_base.tiktoken (else $TIKTOKEN_ENCODINGS_BASE).",
+)
+EFFORT_OPTION = click.option(
+    "--reasoning-effort",
+    type=click.Choice(["low", "medium", "high"]),
+    default="low",
+    show_default=True,
+    help="Harmony system reasoning effort; low is fastest (the prompt hash depends on it).",
+)
+
+
+# Model, generation and engine options: the same for label, relabel and policy test.
+ENGINE_OPTIONS = [
+    click.option("--model", required=True, help="Local model directory (no hub downloads)."),
+    EFFORT_OPTION,
+    click.option("--temperature", type=float, default=1.0, show_default=True),
+    click.option("--top-p", type=float, default=1.0, show_default=True),
+    click.option(
+        "--max-tokens",
+        type=click.IntRange(1),
+        default=1024,
+        show_default=True,
+        help="Completion budget; a truncated analysis never reaches a verdict.",
+    ),
+    click.option("--tensor-parallel-size", type=click.IntRange(1), default=1, show_default=True),
+    click.option(
+        "--gpu-memory-utilization",
+        type=click.FloatRange(0.05, 1.0),
+        default=0.90,
+        show_default=True,
+    ),
+    click.option(
+        "--max-model-len",
+        type=click.IntRange(1),
+        default=None,
+        help="Context length; longer prompts get status too_long. Default: the model's.",
+    ),
+    click.option(
+        "--engine-arg",
+        "engine_args",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Any other vllm.LLM argument (VALUE parsed as JSON if it can be); repeatable.",
+    ),
+    VOCAB_OPTION,
+    click.option("-v", "--verbose", is_flag=True, help="Show vLLM's own log messages."),
+]
+
+# How a run goes about its work: batching, resume and retry, reuse, sampling.
+RUN_OPTIONS = [
+    click.option(
+        "--chunk-size",
+        type=click.IntRange(1),
+        default=1000,
+        show_default=True,
+        help="Rows per output file (the unit of atomic writes).",
+    ),
+    click.option(
+        "--batch-size",
+        type=click.IntRange(1),
+        default=4096,
+        show_default=True,
+        help="Requests handed to the engine per generate call.",
+    ),
+    click.option(
+        "--max-num-seqs",
+        type=click.IntRange(1),
+        default=None,
+        help="Sequences vLLM runs at once. Default: vLLM's.",
+    ),
+    click.option("--seed", type=int, default=0, show_default=True, help="Engine seed."),
+    click.option(
+        "--force", is_flag=True, help="Redo all work, even where this output already holds it."
+    ),
+    click.option(
+        "--retry-failed",
+        is_flag=True,
+        help="Only retry rows an earlier run left as parse_error, truncated or engine_error.",
+    ),
+    click.option(
+        "--max-attempts",
+        type=click.IntRange(1),
+        default=3,
+        show_default=True,
+        help="Tries per row for parse_error, truncated and engine_error (each with a fresh seed).",
+    ),
+    click.option(
+        "--multi-policy",
+        type=click.Choice(["separate", "combined"]),
+        default="separate",
+        show_default=True,
+        help="separate: one request per item and policy (most accurate); combined: one request "
+        "per item for all policies (cheaper, a little less accurate).",
+    ),
+    click.option(
+        "--reuse/--no-reuse",
+        default=True,
+        show_default=True,
+        help="Carry over identical earlier labels (same content, policy, prompt, model and "
+        "settings) found in the output instead of asking the model again.",
+    ),
+    click.option(
+        "--sample",
+        type=click.IntRange(1),
+        default=None,
+        help="Label only N input rows, drawn at random and reproducibly (see --sample-seed).",
+    ),
+    click.option("--sample-seed", type=int, default=0, show_default=True),
+    click.option("-q", "--quiet", is_flag=True, help="No progress bar."),
+]
+
+# A cheap classifier in front of the model.
+PREFILTER_OPTIONS = [
+    click.option(
+        "--prefilter",
+        "prefilters",
+        multiple=True,
+        type=click.Path(file_okay=False),
+        help="A prefilter folder (prefilter train); items it scores below its threshold get "
+        "label 0 without a request. Repeatable, one per policy.",
+    ),
+    click.option(
+        "--audit-rate",
+        type=click.FloatRange(0.0, 1.0),
+        default=0.02,
+        show_default=True,
+        help="Share of prefiltered items sent to the model anyway, to measure the "
+        "prefilter's miss rate (reported in the manifest).",
+    ),
+    click.option(
+        "--prefilter-allow-mismatch",
+        is_flag=True,
+        help="Use a prefilter trained for another version of its policy (recorded in the "
+        "manifest).",
+    ),
+]
+
+# Scale-out: static sharding across workers, or a Ray Data pipeline of engine actors.
+SCALE_OUT_OPTIONS = [
+    click.option(
+        "--num-workers",
+        type=click.IntRange(1),
+        default=1,
+        show_default=True,
+        help="Static sharding: this many workers share the inputs, each file going to one "
+        "worker by a stable hash of its path (Kubernetes Indexed Jobs, Slurm arrays).",
+    ),
+    click.option(
+        "--worker-index",
+        type=click.IntRange(0),
+        default=0,
+        show_default=True,
+        envvar="SAFEGUARD_WORKER_INDEX",
+        help="This worker's index, 0..N-1 (or $SAFEGUARD_WORKER_INDEX; set it from "
+        "$JOB_COMPLETION_INDEX or $SLURM_ARRAY_TASK_ID).",
+    ),
+    click.option(
+        "--runner",
+        type=click.Choice(["local", "ray"]),
+        default="local",
+        show_default=True,
+        help="local: this process; ray: a Ray Data pipeline over --replicas engine actors.",
+    ),
+    click.option(
+        "--replicas",
+        type=click.IntRange(1),
+        default=1,
+        show_default=True,
+        help="--runner ray: engine actors (one per GPU, or per --gpus-per-replica GPUs).",
+    ),
+    click.option(
+        "--gpus-per-replica",
+        type=click.FloatRange(0),
+        default=None,
+        help="--runner ray: GPUs per actor. Default: --tensor-parallel-size (0 on CPU).",
+    ),
+    click.option(
+        "--ray-address",
+        default=None,
+        help="--runner ray: join this cluster (e.g. ray://head:10001 or auto); default: "
+        "start a local Ray instance.",
+    ),
+]
+
+LABEL_OPTIONS = [*ENGINE_OPTIONS, *RUN_OPTIONS, *PREFILTER_OPTIONS, *SCALE_OUT_OPTIONS]

@@ -1,0 +1,72 @@
+"""The options of the commands that run a job, typed, named exactly as on the command line.
+
+Click (or a job spec, through the same click parser) fills them in; the library never sees
+an untyped dict of options. Defaults live in one place: the option declarations of
+``batch.cli.options``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from batch.engine.base import SamplingSettings
+
+
+@dataclass(frozen=True, kw_only=True)
+class InputOptions:
+    """Which inputs, policies and output a job works on (``label``, ``verify``)."""
+
+    inputs: tuple[str, ...]
+    policies: tuple[str, ...]
+    output: str
+    id_column: str
+    text_column: str
+    on_bad_file: str  # "fail" or "skip"
+
+
+@dataclass(frozen=True, kw_only=True)
+class EngineOptions:
+    """The model, its generation settings and the engine (``label``, ``policy test``)."""
+
+    model: str
+    reasoning_effort: str
+    temperature: float
+    top_p: float
+    max_tokens: int
+    tensor_parallel_size: int
+    gpu_memory_utilization: float
+    max_model_len: int | None
+    engine_args: tuple[str, ...]
+    vocab_dir: str | None
+    verbose: bool
+
+    @property
+    def sampling(self) -> SamplingSettings:
+        return SamplingSettings(self.temperature, self.top_p, self.max_tokens)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LabelOptions(InputOptions, EngineOptions):
+    """Everything ``label`` (and ``relabel``, ``run``) is given."""
+
+    chunk_size: int
+    batch_size: int
+    max_num_seqs: int | None
+    seed: int
+    force: bool
+    retry_failed: bool
+    max_attempts: int
+    multi_policy: str
+    reuse: bool
+    sample: int | None
+    sample_seed: int
+    prefilters: tuple[str, ...]
+    audit_rate: float
+    num_workers: int
+    worker_index: int
+    runner: str
+    replicas: int
+    gpus_per_replica: float | None
+    ray_address: str | None
+    prefilter_allow_mismatch: bool
+    quiet: bool

@@ -1,0 +1,1 @@
+"""Policy files (``files``: front matter for the job, Markdown for the model) and their lint."""

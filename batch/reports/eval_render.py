@@ -1,0 +1,94 @@
+"""An evaluation report as a Markdown table, and as a PNG of confusion matrices and metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from batch.errors import UsageError
+
+
+def _with_ci(value: float | None, interval: list[float] | None) -> str:
+    if value is None:
+        return "n/a"
+    if not interval:
+        return f"{value:.3f}"
+    return f"{value:.3f} [{interval[0]:.3f}, {interval[1]:.3f}]"
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    lines = [
+        "| policy | support | positives | precision | recall | F1 | accuracy | not ok | "
+        "tp | fp | fn | tn |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for pid, s in report["per_policy"].items():
+        ci = s.get("ci95") or {}
+        lines.append(
+            f"| {pid} | {s['support']} | {s['positives']} | "
+            f"{_with_ci(s['precision'], ci.get('precision'))} | "
+            f"{_with_ci(s['recall'], ci.get('recall'))} | {_with_ci(s['f1'], ci.get('f1'))} | "
+            f"{_with_ci(s['accuracy'], ci.get('accuracy'))} | {s['not_ok']} | "
+            f"{s['tp']} | {s['fp']} | {s['fn']} | {s['tn']} |"
+        )
+    ci = report.get("ci95") or {}
+    lines += [
+        "",
+        f"multi-policy accuracy: "
+        f"{_with_ci(report['multi_policy_accuracy'], ci.get('multi_policy_accuracy'))} "
+        f"over {report['multi_policy_items']} items with gold for every policy",
+        f"micro F1: {_with_ci(report['micro_f1'], ci.get('micro_f1'))}, "
+        f"macro F1: {_with_ci(report['macro_f1'], ci.get('macro_f1'))}",
+        f"[brackets]: 95% {ci.get('method', 'bootstrap')} intervals, "
+        f"{ci.get('resamples', 0)} resamples, seed {ci.get('seed', 0)}",
+        f"rows not ok are counted as {report['not_ok_counted_as']}",
+    ]
+    return "\n".join(lines)
+
+
+def to_png(report: dict[str, Any], path: str | Path) -> None:
+    """Confusion matrices and a precision/recall/F1 chart with intervals, as one PNG."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise UsageError("the PNG needs matplotlib: pip install 'safeguard-batch[plot]'") from exc
+    policies = list(report["per_policy"].items())
+    columns = max(1, len(policies))
+    fig, axes = plt.subplots(2, columns, figsize=(3.2 * columns + 1, 6.4), squeeze=False)
+    for index, (pid, s) in enumerate(policies):
+        ax = axes[0][index]
+        matrix = np.array([[s["tn"], s["fp"]], [s["fn"], s["tp"]]])
+        ax.imshow(matrix, cmap="Blues")
+        for (r, c), v in np.ndenumerate(matrix):
+            ax.text(c, r, str(v), ha="center", va="center",
+                    color="white" if v > matrix.max() / 2 else "black")  # fmt: skip
+        ax.set_xticks([0, 1], ["pred 0", "pred 1"])
+        ax.set_yticks([0, 1], ["gold 0", "gold 1"])
+        ax.set_title(f"{pid} (n={s['support']}, not ok {s['not_ok']})", fontsize=9)
+    bars = fig.add_subplot(2, 1, 2)
+    for ax in axes[1]:
+        ax.remove()
+    width = 0.27
+    for offset, metric in enumerate(("precision", "recall", "f1")):
+        xs, heights, errors = [], [], [[], []]
+        for index, (_, s) in enumerate(policies):
+            value = s[metric]
+            interval = (s.get("ci95") or {}).get(metric)
+            xs.append(index + (offset - 1) * width)
+            heights.append(value or 0.0)
+            low, high = interval if (interval and value is not None) else (value or 0, value or 0)
+            errors[0].append(max(0.0, (value or 0) - low))
+            errors[1].append(max(0.0, high - (value or 0)))
+        bars.bar(xs, heights, width, yerr=errors, capsize=3, label=metric)
+    bars.set_xticks(range(len(policies)), [pid for pid, _ in policies])
+    bars.set_ylim(0, 1.05)
+    bars.set_ylabel("score (95% bootstrap interval)")
+    bars.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,111 @@
+"""Run the labelling job on a Ray cluster: a Ray Data pipeline feeding a pool of engine actors.
+
+Ray Data streams the job's chunks (file, chunk index) to ``--replicas`` actors, each holding
+one engine (``--gpus-per-replica`` GPUs, for tensor parallelism). An actor reads its chunk's
+rows straight from the shard (only the row groups it needs), then runs exactly the local
+runner's flow on them: the same :class:`batch.flow.labeller.Labeller` and the same atomic chunk
+writer. Chunk names, resume, skip and the output layout are therefore identical to a local
+run; the driver keeps the run manifest (``RunRecorder``), merging the counts every actor
+reports.
+
+Chunks are cut from the files' metadata (their row counts), not from Ray Data's own Parquet
+blocks, whose boundaries depend on the reader and would change a chunk's identity.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from typing import Any
+
+from batch.engine.base import Engine
+from batch.flow.chunks import chunk_count, read_chunk
+from batch.flow.config import JobConfig
+from batch.flow.labeller import Labeller
+from batch.flow.prompts import JobPrompts
+from batch.flow.stats import RunStats
+from batch.runners.run import RunRecorder, RunResult
+
+EngineFactory = Callable[[], Engine]
+
+
+def chunk_descriptors(config: JobConfig) -> list[dict[str, Any]]:
+    """One record per chunk of every input file, from the files' row counts."""
+    return [
+        {"file": number, "index": index}
+        for number, source in enumerate(config.inputs)
+        for index in range(chunk_count(source, config.chunk_size))
+    ]
+
+
+class LabelActor:
+    """One engine; labels the chunks Ray Data hands it with the local runner's Labeller."""
+
+    def __init__(self, config: JobConfig, engine_factory: EngineFactory, run_id: str) -> None:
+        self.config = config
+        self.engine = engine_factory()
+        self.run_id = run_id
+        self.prompts = JobPrompts.for_job(config)
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        import numpy as np
+
+        config = self.config
+        chunks = [
+            read_chunk(
+                config.inputs[int(number)],
+                config.id_column,
+                config.text_column,
+                config.chunk_size,
+                int(index),
+            )
+            for number, index in zip(batch["file"], batch["index"], strict=True)
+        ]
+        # A fresh label store per batch: it sees what other actors have written meanwhile.
+        stats = Labeller(config, self.engine, self.run_id, self.prompts).process(chunks)
+        return {"stats": np.array([json.dumps(stats.to_dict())])}
+
+
+def run_label_job_ray(
+    config: JobConfig,
+    engine_factory: EngineFactory,
+    replicas: int = 1,
+    gpus_per_replica: float = 0,
+    cpus_per_replica: float = 1,
+    address: str | None = None,
+    engine_description: dict[str, Any] | None = None,
+) -> RunResult:
+    """Label every input row under every policy with ``replicas`` engine actors on Ray."""
+    import ray
+
+    config = dataclasses.replace(config, runner="ray")  # refuses what Ray cannot do (--sample)
+    engine = {
+        "engine": "ray",
+        "replicas": replicas,
+        "gpus_per_replica": gpus_per_replica,
+        "address": address or "local",
+        "replica_engine": engine_description or {},
+    }
+    recorder = RunRecorder(config, JobPrompts.for_job(config), engine)
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    records = chunk_descriptors(config)
+    if records:
+        per_call = max(1, config.batch_size // max(1, config.chunk_size * len(config.policies)))
+        dataset = ray.data.from_items(records, override_num_blocks=max(1, len(records) // per_call))
+        results = dataset.map_batches(
+            LabelActor,
+            fn_constructor_kwargs={
+                "config": config,
+                "engine_factory": engine_factory,
+                "run_id": recorder.run_id,
+            },
+            batch_size=per_call,
+            compute=ray.data.ActorPoolStrategy(size=replicas),
+            **({"num_gpus": gpus_per_replica} if gpus_per_replica else {}),
+            num_cpus=cpus_per_replica,
+        )
+        for row in results.iter_rows():
+            recorder.add(RunStats.from_dict(json.loads(row["stats"])))
+    return recorder.finish()
