@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The end-to-end demo on a CPU: train the tiny model (cached), convert the SMS data, label it
-# under both policies with the real vLLM engine, and score the held-out part against gold.
+# under both policies with the real vLLM engine, and score the labels against gold.
+# Sets up .venv first when it is missing or stale.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/setup_dev.sh --if-needed
 SHARED=${SAFEGUARD_SHARED:-../shared}
 export TIKTOKEN_ENCODINGS_BASE=${TIKTOKEN_ENCODINGS_BASE:-$SHARED/vocab}
 PY=.venv/bin/python
