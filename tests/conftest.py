@@ -43,6 +43,19 @@ def write_parquet(path: Path, columns: dict) -> Path:
     return path
 
 
+def write_shards(folder: Path, sizes: list[int]) -> Path:
+    """Shards ``shard-N.parquet`` of ``sizes[N]`` distinct messages each, ids ``N-i``."""
+    for shard, rows in enumerate(sizes):
+        write_parquet(
+            folder / f"shard-{shard}.parquet",
+            {
+                "id": [f"{shard}-{i}" for i in range(rows)],
+                "text": [f"message {i} of shard {shard}" for i in range(rows)],
+            },
+        )
+    return folder
+
+
 @pytest.fixture
 def small_shards(tmp_path) -> Path:
     """Two shards of SMS-like rows, one holding harmony special-token text."""

@@ -6,13 +6,15 @@ from pathlib import Path
 
 from batch.engine.base import SamplingSettings
 from batch.flow.config import JobConfig
-from batch.flow.read import inspect_inputs, resolve_inputs
+from batch.flow.read import inspect_inputs
+from batch.flow.sources import resolve_sources
 from batch.runners.local import run_label_job
 
 
 def make_config(inputs, policies, output: Path, **overrides) -> JobConfig:
     skip = overrides.get("on_bad_file", "fail") == "skip"
-    files, _ = inspect_inputs(resolve_inputs([str(p) for p in inputs]), "id", "text", skip)
+    sources = resolve_sources([str(p) for p in inputs], overrides.pop("source_root", None))
+    files, _ = inspect_inputs(sources, "id", "text", skip)
     settings = dict(
         inputs=files,
         policies=list(policies),
@@ -72,3 +74,22 @@ def run_cli(*args):
 def scripted_factory():
     """An engine factory Ray actors can unpickle: a scripted engine with valid answers."""
     return answering()
+
+
+def read_output(output):
+    """The output table's current rows, as Arrow (through Delta, never by globbing files)."""
+    from batch.output.table import LabelTable
+
+    return LabelTable(output).scan().collect().to_arrow()
+
+
+def rows_of(output):
+    return read_output(output).to_pylist()
+
+
+def table_version(output):
+    """The output table's version, or -1 before its first commit."""
+    from batch.output.table import LabelTable
+
+    table = LabelTable(output)
+    return table.version() if table.exists() else -1

@@ -6,6 +6,7 @@ python tests/scripted_job.py INPUT_DIR OUTPUT_DIR [--delay SECONDS]
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -57,11 +58,13 @@ def main() -> None:
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
                  runtime_env={"env_vars": conftest.ray_worker_env()})  # fmt: skip
         print("started", flush=True)
-        run_label_job_ray(config, SlowFactory(args.delay), replicas=2, cpus_per_replica=0.5)
+        result = run_label_job_ray(
+            config, SlowFactory(args.delay), replicas=2, cpus_per_replica=0.5
+        )
     else:
         print("started", flush=True)
-        run_label_job(config, SlowEngine(args.delay))
-    print("finished", flush=True)
+        result = run_label_job(config, SlowEngine(args.delay))
+    print("finished", json.dumps(result.manifest["counts"]), flush=True)
 
 
 if __name__ == "__main__":

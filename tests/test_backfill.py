@@ -4,19 +4,15 @@ import json
 from collections import Counter
 from pathlib import Path
 
-import pyarrow.dataset as ds
 import pytest
 from conftest import write_parquet
-from helpers import answering, run
+from helpers import answering, rows_of, run
 
 from batch.engine.scripted import ScriptedEngine
-from batch.flow.read import inspect_inputs, resolve_inputs
+from batch.flow.read import inspect_inputs
+from batch.flow.sources import resolve_sources
 from batch.policy.files import load_policies
 from batch.reports.verify import verify
-
-
-def rows_of(output):
-    return ds.dataset(str(output), format="parquet", partitioning="hive").to_table().to_pylist()
 
 
 def day(folder, name, texts):
@@ -64,7 +60,7 @@ def test_nightly_run_sends_only_new_rows_and_carries_labels_over(tmp_path, polic
             source["labelled_at"],
         )
         assert row["source_file"].endswith("day2.parquet")
-    files, _ = inspect_inputs(resolve_inputs([str(shards)]), "id", "text", False)
+    files, _ = inspect_inputs(resolve_sources([str(shards)]), "id", "text", False)
     assert verify(tmp_path / "out", files, policies)["complete"]
 
 
@@ -159,13 +155,12 @@ def test_sample_labels_a_reproducible_subset_and_the_full_run_completes_it(tmp_p
     run([shards], policies[:1], tmp_path / "s3", other, chunk_size=4, sample=5, sample_seed=4)
     assert picked != sorted((r["source_file"], r["source_row"]) for r in rows_of(tmp_path / "s3"))
 
-    # The full run keeps the sampled rows and labels only the rest; partial files go.
+    # The full run keeps the sampled rows and labels only the rest.
     full = answering()
     result = run([shards], policies[:1], tmp_path / "s1", full, chunk_size=4)
     assert full.requests_seen == 17 - 5
     assert result.manifest["per_policy"]["spam"]["kept"] == 5
-    assert not list((tmp_path / "s1").rglob("*.partial.parquet"))
-    files, _ = inspect_inputs(resolve_inputs([str(shards)]), "id", "text", False)
+    files, _ = inspect_inputs(resolve_sources([str(shards)]), "id", "text", False)
     report = verify(tmp_path / "s1", files, policies[:1])
     assert report["complete"] and report["policies"][0]["duplicates"] == 0
 
@@ -179,7 +174,7 @@ def test_a_second_sample_adds_to_the_first_without_duplicates(tmp_path, policies
     rows = rows_of(out)
     keys = [r["source_row"] for r in rows]
     assert len(keys) == len(set(keys)) and 6 <= len(keys) <= 10
-    files, _ = inspect_inputs(resolve_inputs([str(shards)]), "id", "text", False)
+    files, _ = inspect_inputs(resolve_sources([str(shards)]), "id", "text", False)
     report = verify(out, files, policies[:1])["policies"][0]
     assert report["duplicates"] == 0 and report["missing"] == 12 - len(keys)
 

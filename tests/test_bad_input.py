@@ -1,11 +1,11 @@
 """Every case of scripts/make_bad_inputs.py: a status per row, or a clear error per file."""
 
-import pyarrow.dataset as ds
 import pytest
-from helpers import make_config
+from helpers import make_config, rows_of
 
 from batch.engine.scripted import ScriptedEngine
-from batch.flow.read import InputError, inspect_inputs, resolve_inputs
+from batch.flow.read import InputError, inspect_inputs
+from batch.flow.sources import resolve_sources
 from batch.reports.verify import verify
 from batch.runners.local import run_label_job
 
@@ -21,7 +21,7 @@ def bad_dir(tmp_path):
 
 def test_bad_files_fail_the_run_before_any_work_by_default(bad_dir):
     with pytest.raises(InputError) as info:
-        inspect_inputs(resolve_inputs([str(bad_dir)]), "id", "text")
+        inspect_inputs(resolve_sources([str(bad_dir)]), "id", "text")
     assert "missing_text_column.parquet" in str(info.value)
 
 
@@ -41,7 +41,7 @@ def test_each_unusable_file_gets_a_message_naming_it(bad_dir, name, message):
 
 
 def test_broken_directory_runs_to_completion_with_skip(tmp_path, bad_dir, policies):
-    files, skipped = inspect_inputs(resolve_inputs([str(bad_dir)]), "id", "text", skip_bad=True)
+    files, skipped = inspect_inputs(resolve_sources([str(bad_dir)]), "id", "text", skip_bad=True)
     assert {s["path"].rsplit("/", 1)[1] for s in skipped} == {
         "text_not_string.parquet",
         "missing_text_column.parquet",
@@ -56,8 +56,8 @@ def test_broken_directory_runs_to_completion_with_skip(tmp_path, bad_dir, polici
     config.inputs = files
     result = run_label_job(config, engine)
     assert {s["path"] for s in result.manifest["skipped_files"]} == {s["path"] for s in skipped}
-    rows = ds.dataset(str(tmp_path / "out"), format="parquet").to_table().to_pylist()
-    by_id = {(r["source_file"].rsplit("/", 1)[1], r["id"]): r for r in rows}
+    rows = rows_of(tmp_path / "out")
+    by_id = {(r["source_file"], r["id"]): r for r in rows}
     status = {key: r["status"] for key, r in by_id.items()}
     assert [status[("empty_texts.parquet", f"e{i}")] for i in range(1, 5)] == ["empty_input"] * 4
     assert status[("empty_texts.parquet", "e5")] == "ok"

@@ -3,17 +3,16 @@
 import json
 from pathlib import Path
 
-import polars as pl
 import pytest
 from click.testing import CliRunner
 from conftest import write_parquet
-from helpers import run
+from helpers import run, table_version
 
 from batch.cli import cli
 from batch.engine.scripted import ScriptedEngine
-from batch.output.labels import latest_labels, previous_policy_version
+from batch.output.labels import scan_labels
 from batch.policy.files import load_policies
-from batch.reports.diff import DiffError, diff_outputs, load_label_set
+from batch.reports.diff import DiffError, LabelSet, diff_outputs, load_label_set
 from batch.reports.intervals import wilson_interval
 
 TEXTS = [f"item {i}" for i in range(20)]
@@ -42,21 +41,20 @@ def two_versions(tmp_path, spam_policy_path):
     )
     old = load_policies([spam_policy_path])
     run([shards], old, tmp_path / "out", ScriptedEngine(by_rule(None)))
+    before = table_version(tmp_path / "out")
     edited = tmp_path / "spam.md"
     source = spam_policy_path.read_text().replace('version = "1"', 'version = "2"')
     edited.write_text(source.replace("## Definitions", "## Definitions\nStricter.\n"))
     new = load_policies([edited])
     run([shards], new, tmp_path / "out", ScriptedEngine(by_rule(6)))
-    return tmp_path / "out", old[0], new[0]
+    return tmp_path / "out", old[0], new[0], before
 
 
 def test_diff_reports_flip_matrix_rate_interval_and_examples(two_versions):
-    out, old, new = two_versions
+    out, old, new, before = two_versions
     report = diff_outputs(
-        out,
-        out,
-        {"policy_sha256": old.sha256[:12]},
-        {"policy_version": "2"},
+        LabelSet(str(out), {"policy_sha256": old.sha256[:12]}, version=before),
+        LabelSet(str(out), {"policy_version": "2"}),
         examples=3,
         seed=1,
     )
@@ -70,9 +68,7 @@ def test_diff_reports_flip_matrix_rate_interval_and_examples(two_versions):
     assert p["flip_rate_ci95"] == pytest.approx(list(wilson_interval(5, 20)))
     assert len(p["examples"]) == 3
     assert all(e["text"].startswith("item ") for e in p["examples"])
-    again = diff_outputs(
-        out, out, {"policy_sha256": old.sha256[:12]}, {"policy_version": "2"}, examples=3, seed=1
-    )
+    again = diff_outputs(LabelSet(str(out), version=before), LabelSet(str(out)), examples=3, seed=1)
     assert again["policies"][0]["examples"] == p["examples"]
     assert {v["policy_sha256"] for v in p["old_versions"]} == {old.sha256}
     assert {v["policy_sha256"] for v in p["new_versions"]} == {new.sha256}
@@ -86,40 +82,39 @@ def test_wilson_interval_matches_hand_computation():
     assert wilson_interval(0, 0) is None
 
 
-def test_previous_labels_stay_readable_and_latest_version_is_easy(two_versions):
-    out, old, new = two_versions
-    everything = pl.scan_parquet(str(out / "**" / "*.parquet")).collect()
-    assert everything.height == 40
-    assert set(everything["policy_sha256"]) == {old.sha256, new.sha256}
-    latest = latest_labels(out).collect()
-    assert latest.height == 20 and set(latest["policy_version"]) == {"2"}
-    assert previous_policy_version(out, "spam", new.sha256) == old.sha256
-    assert previous_policy_version(out, "spam", old.sha256) == new.sha256
+def test_previous_labels_stay_readable_by_version_and_the_current_ones_are_one_per_row(
+    two_versions,
+):
+    out, old, new, before = two_versions
+    current = scan_labels(out).collect()
+    assert current.height == 20 and set(current["policy_sha256"]) == {new.sha256}
+    earlier = scan_labels(out, version=before).collect()
+    assert earlier.height == 20 and set(earlier["policy_sha256"]) == {old.sha256}
 
 
 def test_latest_label_per_row_counts_within_a_set(two_versions, tmp_path):
-    out, old, _ = two_versions
+    out, old, _, _ = two_versions
     both = load_label_set(out, {"policy_id": "spam"})
     assert both.height == 20  # one row per (source row, policy): the newest label
     assert set(both["policy_version"]) == {"2"}
 
 
 def test_comparing_a_set_with_itself_is_refused(two_versions):
-    out, _, _ = two_versions
+    out, _, _, _ = two_versions
     with pytest.raises(DiffError, match="same labels"):
-        diff_outputs(out, out, {}, {})
+        diff_outputs(LabelSet(str(out)), LabelSet(str(out)))
 
 
 def test_diff_command_writes_markdown_and_json(two_versions, tmp_path):
-    out, old, _ = two_versions
+    out, old, _, before = two_versions
     result = CliRunner().invoke(
         cli,
         [
             "diff",
             str(out),
             str(out),
-            "--old-where",
-            "policy_version=1",
+            "--old-version",
+            str(before),
             "--new-where",
             "policy_version=2",
             "--json",
@@ -148,5 +143,5 @@ def test_diff_between_two_outputs_matches_on_id(tmp_path, spam_policy_path):
     )
     run([a], policies, tmp_path / "oa", ScriptedEngine(by_rule(None)))
     run([b], policies, tmp_path / "ob", ScriptedEngine(lambda r: "1"))
-    report = diff_outputs(tmp_path / "oa", tmp_path / "ob", {}, {}, on="id")
+    report = diff_outputs(LabelSet(str(tmp_path / "oa")), LabelSet(str(tmp_path / "ob")), on="id")
     assert report["policies"][0]["matrix"] == {"0": {"1": 1}, "1": {"1": 1}}

@@ -1,7 +1,6 @@
 from datetime import datetime, timedelta, timezone
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from conftest import write_parquet
 
@@ -11,24 +10,20 @@ from batch.reports.metrics import score
 
 
 def write_labels(out, rows):
-    """rows: (id, policy_id, status, violation, minutes after epoch)."""
+    """rows: (id, policy_id, status, violation, minutes after epoch), as a Delta table."""
+    from deltalake import write_deltalake
+
     base = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    for policy_id in {r[1] for r in rows}:
-        mine = [r for r in rows if r[1] == policy_id]
-        folder = out / f"policy_id={policy_id}"
-        folder.mkdir(parents=True, exist_ok=True)
-        pq.write_table(
-            pa.table(
-                {
-                    "id": [r[0] for r in mine],
-                    "policy_id": [policy_id] * len(mine),
-                    "status": [r[2] for r in mine],
-                    "violation": pa.array([r[3] for r in mine], pa.bool_()),
-                    "labelled_at": [base + timedelta(minutes=r[4]) for r in mine],
-                }
-            ),
-            folder / "part-0.parquet",
-        )
+    table = pa.table(
+        {
+            "id": [r[0] for r in rows],
+            "policy_id": [r[1] for r in rows],
+            "status": [r[2] for r in rows],
+            "violation": pa.array([r[3] for r in rows], pa.bool_()),
+            "labelled_at": [base + timedelta(minutes=r[4]) for r in rows],
+        }
+    )
+    write_deltalake(str(out), table, partition_by=["policy_id"], mode="append")
 
 
 def test_scores_match_hand_computed_figures(tmp_path):

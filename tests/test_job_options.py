@@ -73,7 +73,7 @@ def test_key_value_pairs_parse_one_way():
 
 
 def test_run_counts_survive_the_trip_from_a_ray_actor():
-    one = RunStats(rows=3, requests=2, prompt_tokens=100, generate_seconds=1.5, files_written=1)
+    one = RunStats(rows=3, requests=2, prompt_tokens=100, generate_seconds=1.5, commits=1)
     one.status_counts.update({"ok": 5, "parse_error": 1})
     one.per_policy["spam"] = PolicyStats(rows=3, requests_sent=2, audited=1)
     one.per_policy["spam"].status.update({"ok": 3})

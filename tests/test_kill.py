@@ -7,25 +7,16 @@ import sys
 import time
 from collections import Counter
 
-import pyarrow.dataset as ds
 import pytest
-from conftest import ROOT, write_parquet
+from conftest import ROOT, write_shards
+from helpers import read_output
 
 HERE = ROOT / "tests"
 
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("kill-inputs")
-    for shard in range(3):
-        write_parquet(
-            folder / f"shard-{shard}.parquet",
-            {
-                "id": [f"{shard}-{i}" for i in range(14)],
-                "text": [f"message {i} of shard {shard}" for i in range(14)],
-            },
-        )
-    return folder
+    return write_shards(tmp_path_factory.mktemp("kill-inputs"), [14, 14, 14])
 
 
 def start(inputs, output):
@@ -40,7 +31,7 @@ def start(inputs, output):
 
 
 def assert_exactly_once(output, files=3, rows=14, policies=2):
-    table = ds.dataset(str(output), format="parquet", partitioning="hive").to_table()
+    table = read_output(output)  # the table's current version, as any Delta reader sees it
     keys = Counter(
         zip(
             table["source_file"].to_pylist(),
@@ -51,12 +42,11 @@ def assert_exactly_once(output, files=3, rows=14, policies=2):
     )
     assert len(keys) == files * rows * policies, "rows missing"
     assert max(keys.values()) == 1, "rows duplicated"
-    visible = [p for p in output.rglob("*") if p.is_file() and "_tmp" not in p.parts]
-    assert not [p for p in visible if p.suffix == ".tmp"], "temporaries visible to readers"
 
 
-def finished_files(output):
-    return len(list(output.glob("policy_id=*/*.parquet")))
+def commits(output):
+    """Commits of labels so far: the table's log entries, less the one that created it."""
+    return max(0, len(list((output / "_delta_log").glob("*.json"))) - 1)
 
 
 def run_to_completion(inputs, output):
@@ -68,32 +58,33 @@ def run_to_completion(inputs, output):
     assert done.returncode == 0, done.stderr[-2000:]
 
 
-def kill_when(process, output, files_done):
-    """SIGKILL the run as soon as ``files_done`` chunk files exist (0: right after it starts)."""
-    while finished_files(output) < files_done and process.poll() is None:
+def kill_when(process, output, done):
+    """SIGKILL the run as soon as ``done`` commits exist (0: right after it starts)."""
+    while commits(output) < done and process.poll() is None:
         time.sleep(0.002)
-    os.kill(process.pid, signal.SIGKILL)
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGKILL)
     process.wait()
-    return finished_files(output)
+    return commits(output)
 
 
 def test_sigkill_at_many_points_then_resume_gives_every_row_exactly_once(tmp_path, inputs):
-    total_files = 3 * 5 * 2  # shards x chunks of 3 rows (14 rows -> 5 chunks) x policies
+    total = 3 * 5  # shards x chunks of 3 rows (14 rows -> 5 chunks): a commit per chunk
     seen_after_kill = []
-    for point, files_done in enumerate([0, 1, 2, 5, 9, 14, 19, 24, 28]):
+    for point, done in enumerate([0, 1, 2, 4, 6, 8, 10, 12, 13]):
         output = tmp_path / f"out-{point}"
         process = start(inputs, output)
-        seen_after_kill.append(kill_when(process, output, files_done))
+        seen_after_kill.append(kill_when(process, output, done))
         run_to_completion(inputs, output)
         assert_exactly_once(output)
     # The kills really landed mid-run, at several different stages.
-    partial = {n for n in seen_after_kill if 0 < n < total_files}
+    partial = {n for n in seen_after_kill if 0 < n < total}
     assert len(partial) >= 5, seen_after_kill
 
 
 def test_killed_twice_in_a_row_still_converges(tmp_path, inputs):
     output = tmp_path / "out"
-    for files_done in (4, 12):
-        kill_when(start(inputs, output), output, files_done)
+    for done in (2, 6):
+        kill_when(start(inputs, output), output, done)
     run_to_completion(inputs, output)
     assert_exactly_once(output)

@@ -1,16 +1,12 @@
 import json
 
-import pyarrow.dataset as ds
 import pytest
-from helpers import make_config, run
+from helpers import make_config, read_output, run, table_version
 
 from batch.engine.scripted import ScriptedEngine, harmony_completion
 from batch.output.schema import OUTPUT_SCHEMA, STATUSES
+from batch.output.table import LabelTable
 from batch.runners.local import run_label_job
-
-
-def read_output(output):
-    return ds.dataset(str(output), format="parquet", partitioning="hive").to_table()
 
 
 def verdict_by_text(request):
@@ -32,8 +28,8 @@ def test_one_row_per_input_row_and_policy_with_the_documented_schema(
     result = run([small_shards], policies, tmp_path / "out", engine)
     table = read_output(tmp_path / "out")
     assert table.num_rows == 5 * 2
-    file_schema = ds.dataset(str(tmp_path / "out"), format="parquet").schema
-    assert file_schema.remove_metadata() == OUTPUT_SCHEMA
+    table_schema = LabelTable(tmp_path / "out").open().to_pyarrow_dataset().schema
+    assert table_schema.remove_metadata() == OUTPUT_SCHEMA
     rows = table.to_pylist()
     assert {(r["id"], r["policy_id"]) for r in rows} == {
         (i, p) for i in ("a0", "a1", "a2", "b0", "b1") for p in ("spam", "harassment")
@@ -49,9 +45,12 @@ def test_one_row_per_input_row_and_policy_with_the_documented_schema(
     by_policy = {p.id: p for p in policies}
     assert all(r["policy_sha256"] == by_policy[r["policy_id"]].sha256 for r in rows)
     assert {r["run_id"] for r in rows} == {result.run_id}
-    assert {(r["source_file"].rsplit("/", 1)[1], r["source_row"]) for r in rows} == {
+    # A row is (source file relative to its input folder, row number); the path it was read
+    # from is kept beside it.
+    assert {(r["source_file"], r["source_row"]) for r in rows} == {
         (f, i) for f, n in (("a.parquet", 3), ("b.parquet", 2)) for i in range(n)
     }
+    assert all(r["source_path"] == str(small_shards / r["source_file"]) for r in rows)
 
 
 def test_requests_are_grouped_by_policy_and_seeds_are_reproducible(
@@ -181,32 +180,41 @@ def test_manifest_records_what_is_needed_to_audit_the_run(tmp_path, small_shards
     assert set(manifest["versions"]) >= {"openai-harmony", "pyarrow", "vllm", "torch"}
     assert manifest["timing"]["items_per_second"] > 0
     assert manifest["started_at"] and manifest["finished_at"]
+    from batch.runners.run import summary_line
+
+    assert summary_line(result).startswith(f"run {result.run_id}: 5 rows x 2 policies: 10 labelled")
 
 
-def test_rerunning_the_same_work_replaces_files_and_never_duplicates(
+def test_rerunning_the_same_work_commits_nothing_and_never_duplicates(
     tmp_path, small_shards, policies
 ):
-    run([small_shards], policies, tmp_path / "out", ScriptedEngine())
-    run([small_shards], policies, tmp_path / "out", ScriptedEngine())
-    table = read_output(tmp_path / "out")
-    assert table.num_rows == 10
-    assert not list((tmp_path / "out" / "_tmp").glob("*"))
+    from helpers import answering
+
+    run([small_shards], policies, tmp_path / "out", answering())
+    version = table_version(tmp_path / "out")
+    again = answering()
+    run([small_shards], policies, tmp_path / "out", again)
+    assert again.requests_seen == 0 and table_version(tmp_path / "out") == version
+    assert read_output(tmp_path / "out").num_rows == 10
 
 
-def test_output_is_readable_with_polars_glob(tmp_path, small_shards, policies):
+def test_output_is_a_delta_table_polars_reads_as_it_is(tmp_path, small_shards, policies):
     import polars as pl
 
     run([small_shards], policies, tmp_path / "out", ScriptedEngine())
-    frame = pl.scan_parquet(str(tmp_path / "out" / "**" / "*.parquet")).collect()
+    frame = pl.scan_delta(str(tmp_path / "out")).collect()
     assert frame.height == 10
     assert sorted(frame["policy_id"].unique().to_list()) == ["harassment", "spam"]
 
 
 @pytest.mark.parametrize("chunk_size", [1, 2, 1000])
-def test_chunks_never_cross_files_and_cover_every_row(tmp_path, small_shards, policies, chunk_size):
+def test_chunks_cover_every_row_once_whatever_their_size(
+    tmp_path, small_shards, policies, chunk_size
+):
     config = make_config([small_shards], policies, tmp_path / "out", chunk_size=chunk_size)
-    run_label_job(config, ScriptedEngine())
-    files = list((tmp_path / "out" / "policy_id=spam").glob("*.parquet"))
-    expected = sum(-(-n // chunk_size) for n in (3, 2))
-    assert len(files) == expected
-    assert read_output(tmp_path / "out").num_rows == 10
+    engine = ScriptedEngine()
+    run_label_job(config, engine)
+    table = read_output(tmp_path / "out")
+    keys = set(zip(table["source_file"].to_pylist(), table["source_row"].to_pylist(),
+                   table["policy_id"].to_pylist(), strict=True))  # fmt: skip
+    assert table.num_rows == len(keys) == 10 == engine.requests_seen

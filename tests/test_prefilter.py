@@ -4,10 +4,9 @@ import json
 import random
 
 import numpy as np
-import pyarrow.dataset as ds
 import pytest
 from conftest import POLICIES, SHARED, write_parquet
-from helpers import answering, run
+from helpers import answering, rows_of, run
 
 from batch.job.prefilter_train import rows_from_gold
 from batch.policy.files import load_policies
@@ -128,7 +127,7 @@ def test_routing_sends_only_items_above_the_threshold(tmp_path, spam_prefilter):
     engine = answering(lambda r: "1")
     result = run([shard], policies, tmp_path / "out", engine, prefilters={"spam": prefilter})
     assert engine.requests_seen == 1
-    rows = {r["id"]: r for r in ds.dataset(str(tmp_path / "out")).to_table().to_pylist()}
+    rows = {r["id"]: r for r in rows_of(tmp_path / "out")}
     assert rows["a"]["decided_by"] == "model" and rows["a"]["label"] == "1"
     for item in ("b", "c"):
         assert rows[item]["decided_by"] == "prefilter" == rows[item]["origin"]
@@ -163,7 +162,7 @@ def test_audit_sends_prefiltered_items_and_measures_the_miss_rate(tmp_path, spam
     assert counts["audit_violations"] == 4 and counts["prefilter_miss_rate"] == 0.1
     low, high = counts["prefilter_miss_rate_ci95"]
     assert low < 0.1 < high
-    rows = ds.dataset(str(tmp_path / "out")).to_table().to_pylist()
+    rows = rows_of(tmp_path / "out")
     assert all(r["prefilter_audit"] and r["decided_by"] == "model" for r in rows)
     # A partial audit is a reproducible share of the prefiltered items.
     partial = answering()

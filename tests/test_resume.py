@@ -2,19 +2,14 @@
 
 import shutil
 
-import pyarrow.dataset as ds
 import pytest
 from conftest import write_parquet
-from helpers import make_config, run
+from helpers import make_config, rows_of, run, table_version
 
 from batch.engine.base import SamplingSettings
 from batch.engine.scripted import ScriptedEngine
 from batch.reports.verify import verify
 from batch.runners.local import run_label_job
-
-
-def rows_of(output):
-    return ds.dataset(str(output), format="parquet").to_table().to_pylist()
 
 
 @pytest.fixture
@@ -44,13 +39,15 @@ def test_rerun_skips_finished_work_and_force_redoes_it(tmp_path, shards, policie
     assert len(rows_of(tmp_path / "out")) == 9
 
 
-def test_a_missing_chunk_is_redone_and_nothing_else(tmp_path, shards, policies):
+def test_rows_deleted_by_another_writer_are_redone_and_nothing_else(tmp_path, shards, policies):
+    from deltalake import DeltaTable
+
     run([shards], policies[:1], tmp_path / "out", ScriptedEngine())
-    victim = sorted((tmp_path / "out" / "policy_id=spam").glob("*.parquet"))[0]
-    victim.unlink()
+    DeltaTable(str(tmp_path / "out")).delete("source_file = 'a.parquet' AND source_row < 2")
     again = ScriptedEngine()
-    run([shards], policies[:1], tmp_path / "out", again)
-    assert again.requests_seen == 2  # chunk_size 2
+    result = run([shards], policies[:1], tmp_path / "out", again, reuse=False)
+    assert again.requests_seen == 2  # the two deleted rows, though the file was complete
+    assert result.manifest["counts"]["kept"] == 7
     assert verify(tmp_path / "out", make_config([shards], policies, tmp_path).inputs,
                   policies[:1])["complete"]  # fmt: skip
 
@@ -77,12 +74,23 @@ def test_editing_a_policy_means_its_work_is_redone(tmp_path, shards, spam_policy
     policy = tmp_path / "spam.md"
     shutil.copy(spam_policy_path, policy)
     run([shards], load_policies([policy]), tmp_path / "out", ScriptedEngine())
+    first = table_version(tmp_path / "out")
     policy.write_text(policy.read_text() + "\nOne more rule.\n")
     again = ScriptedEngine()
     run([shards], load_policies([policy]), tmp_path / "out", again)
     assert again.requests_seen == 9
-    # Both versions are kept, told apart by policy_sha256.
-    assert len({r["policy_sha256"] for r in rows_of(tmp_path / "out")}) == 2
+    # The current rows hold the new version; the old one stays readable by table version.
+    from helpers import read_output
+
+    from batch.output.table import LabelTable
+
+    assert {r["policy_sha256"] for r in rows_of(tmp_path / "out")} == {
+        load_policies([policy])[0].sha256
+    }
+    before = LabelTable(tmp_path / "out").scan(version=first).collect()
+    assert before.height == 9 and before["policy_sha256"].n_unique() == 1
+    assert before["policy_sha256"][0] != rows_of(tmp_path / "out")[0]["policy_sha256"]
+    assert read_output(tmp_path / "out").num_rows == 9
 
 
 def test_failed_rows_are_retried_with_a_fresh_seed_up_to_the_limit(tmp_path, shards, policies):
@@ -142,26 +150,31 @@ def test_engine_failure_splits_the_batch_and_isolates_the_bad_request(tmp_path, 
 
 
 def test_verify_reports_missing_and_duplicated_rows(tmp_path, shards, policies):
+    import pyarrow.compute as pc
+    from deltalake import DeltaTable, write_deltalake
+
     config = make_config([shards], policies[:1], tmp_path / "out")
     run_label_job(config, ScriptedEngine())
     assert verify(tmp_path / "out", config.inputs, policies[:1])["complete"]
-    files = sorted((tmp_path / "out" / "policy_id=spam").glob("*.parquet"))
-    shutil.copy(files[0], files[0].with_name("copy-" + files[0].name))
-    files[1].unlink()
+    table = DeltaTable(str(tmp_path / "out"))
+    current = table.to_pyarrow_table()
+    twice = current.filter(pc.equal(current["source_file"], "a.parquet")).slice(0, 2)
+    table.delete("source_file = 'b.parquet' AND source_row < 2")
+    write_deltalake(str(tmp_path / "out"), twice, mode="append")  # a foreign writer's copy
     report = verify(tmp_path / "out", config.inputs, policies[:1])
     spam = report["policies"][0]
     assert not report["complete"]
     assert (spam["expected"], spam["missing"], spam["duplicates"]) == (9, 2, 2)
 
 
-def test_stale_temporaries_of_dead_runs_are_removed(tmp_path, shards, policies):
-    import socket
+def test_files_a_killed_writer_left_behind_are_not_data(tmp_path, shards, policies):
+    """A data file no commit names (a writer killed before its commit) is invisible."""
+    import pyarrow.parquet as pq
 
-    tmp = tmp_path / "out" / "_tmp"
-    tmp.mkdir(parents=True)
-    dead = tmp / f"part-x.{socket.gethostname()}.999999999.abcd1234.tmp"
-    alive = tmp / f"part-y.{socket.gethostname()}.1.abcd1234.tmp"  # pid 1 is alive
-    dead.write_bytes(b"x")
-    alive.write_bytes(b"x")
-    run([shards], policies[:1], tmp_path / "out", ScriptedEngine())
-    assert not dead.exists() and alive.exists()
+    config = make_config([shards], policies[:1], tmp_path / "out")
+    run_label_job(config, ScriptedEngine())
+    (written,) = list((tmp_path / "out" / "policy_id=spam").glob("*.parquet"))[:1]
+    orphan = written.with_name("part-00000-orphan.parquet")
+    pq.write_table(pq.read_table(written), orphan)
+    assert len(rows_of(tmp_path / "out")) == 9
+    assert verify(tmp_path / "out", config.inputs, policies[:1])["policies"][0]["duplicates"] == 0

@@ -39,7 +39,14 @@ def input_options(input_help: str) -> list[Callable[[Any], Any]]:
             "--output",
             required=True,
             type=click.Path(file_okay=False),
-            help="Output dataset folder (Hive-partitioned by policy_id).",
+            help="Output folder: a Delta Lake table (one current label per row and policy).",
+        ),
+        click.option(
+            "--source-root",
+            type=click.Path(file_okay=False),
+            default=None,
+            help="Folder that input paths are taken relative to, as a row's source identity. "
+            "Default: each --input's own folder (a glob's folder before its first wildcard).",
         ),
         click.option("--id-column", default="id", show_default=True),
         click.option("--text-column", default="text", show_default=True),
@@ -115,14 +122,16 @@ RUN_OPTIONS = [
         type=click.IntRange(1),
         default=1000,
         show_default=True,
-        help="Rows per output file (the unit of atomic writes).",
+        help="Rows read from a shard at a time (the unit of planning and of Ray's work); "
+        "it never changes the output.",
     ),
     click.option(
         "--batch-size",
         type=click.IntRange(1),
         default=4096,
         show_default=True,
-        help="Requests handed to the engine per generate call.",
+        help="Requests handed to the engine per generate call; each call's labels are one "
+        "commit to the output table.",
     ),
     click.option(
         "--max-num-seqs",
@@ -132,7 +141,7 @@ RUN_OPTIONS = [
     ),
     click.option("--seed", type=int, default=0, show_default=True, help="Engine seed."),
     click.option(
-        "--force", is_flag=True, help="Redo all work, even where this output already holds it."
+        "--force", is_flag=True, help="Label every row again, even where it has a current label."
     ),
     click.option(
         "--retry-failed",
@@ -168,6 +177,11 @@ RUN_OPTIONS = [
         help="Label only N input rows, drawn at random and reproducibly (see --sample-seed).",
     ),
     click.option("--sample-seed", type=int, default=0, show_default=True),
+    click.option(
+        "--compact",
+        is_flag=True,
+        help="Compact the output table when the run ends (see safeguard-batch compact).",
+    ),
     click.option("-q", "--quiet", is_flag=True, help="No progress bar."),
 ]
 

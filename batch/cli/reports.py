@@ -42,6 +42,13 @@ def verify(json_path: str | None, **params: Any) -> None:
     "repeatable.",
 )
 @click.option("--new-where", multiple=True, metavar="COLUMN=VALUE", help="Narrow NEW, likewise.")
+@click.option(
+    "--old-version",
+    type=click.IntRange(0),
+    default=None,
+    help="Read OLD as it was at this table version (time travel). Default: its current one.",
+)
+@click.option("--new-version", type=click.IntRange(0), default=None, help="Likewise for NEW.")
 @click.option("--policy", "policy_id", default=None, help="Only this policy id.")
 @click.option(
     "--on",
@@ -77,6 +84,8 @@ def diff(
     new: str,
     old_where: tuple[str, ...],
     new_where: tuple[str, ...],
+    old_version: int | None,
+    new_version: int | None,
     policy_id: str | None,
     on: str,
     examples: int,
@@ -87,18 +96,25 @@ def diff(
 ) -> None:
     """Compare two label sets: flip matrix, flip rate with a 95% interval, flipped samples.
 
-    OLD and NEW are output folders (the same folder twice, narrowed by --old-where and
-    --new-where, compares two policy versions, models or runs within one output).
+    OLD and NEW are output tables or candidate tables (OUT/_candidates/<id>); the same table
+    twice compares two of its versions (--old-version) or two slices (--old-where).
     """
     from batch.job.pairs import parse_pairs
-    from batch.reports.diff import diff_outputs
+    from batch.reports.diff import LabelSet, diff_outputs
     from batch.reports.diff_markdown import to_markdown
 
     olds = parse_pairs(old_where, "COLUMN=VALUE (--old-where)")
     news = parse_pairs(new_where, "COLUMN=VALUE (--new-where)")
     if policy_id:
         olds["policy_id"] = news["policy_id"] = policy_id
-    report = diff_outputs(old, new, olds, news, on, examples, seed, text_column or None)
+    report = diff_outputs(
+        LabelSet(old, olds, old_version),
+        LabelSet(new, news, new_version),
+        on,
+        examples,
+        seed,
+        text_column or None,
+    )
     text = to_markdown(report)
     click.echo(text)
     write_json(json_path, report)

@@ -6,7 +6,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from batch.flow.plan import content_sha256
-from batch.flow.read import InputFile, iter_batches, read_rows
+from batch.flow.read import iter_batches, read_rows
+from batch.flow.sources import InputFile
 
 
 @dataclass
@@ -20,6 +21,7 @@ class Chunk:
     texts: list[str | None]
     hashes: list[str | None]
     wanted: frozenset[int] | None = None  # row offsets a sample run labels; None: every row
+    policies: frozenset[str] | None = None  # policy ids to label it under; None: every one
 
     def wanted_rows(self) -> set[int]:
         return set(range(len(self.ids))) if self.wanted is None else set(self.wanted)

@@ -13,7 +13,7 @@ from batch.flow.plan import PlannedItem
 from batch.flow.prompts import JobPrompts
 from batch.flow.todo import ChunkTask
 from batch.output.schema import ORIGIN_DUPLICATE, ORIGIN_PLANNER, ORIGIN_REUSED
-from batch.output.store import LabelStore, StoredLabel, WorkKey
+from batch.output.store import LabelStore, WorkKey
 
 
 @dataclass
@@ -63,13 +63,10 @@ def carry_over(
     """Earlier ``ok`` labels of identical work: ``reused`` from another run, ``duplicate``
     when this run wrote them (in an earlier batch)."""
     keys = {index: prompts.work_key(task.policy) for index, task in enumerate(tasks)}
-    wanted: dict[WorkKey, dict[str, StoredLabel]] = {}
+    wanted: dict[WorkKey, set[str]] = {}
     for candidate in candidates:
-        key, digest = keys[candidate.task], candidate.item.content_sha256
-        ref = store.lookup(key, digest)
-        if ref is not None:
-            wanted.setdefault(key, {})[digest] = ref
-    fetched = {key: store.fetch(key, refs) for key, refs in wanted.items()}
+        wanted.setdefault(keys[candidate.task], set()).add(candidate.item.content_sha256)
+    fetched = {key: store.fetch(key, sorted(digests)) for key, digests in wanted.items()}
     decided, still_open = [], []
     for candidate in candidates:
         stored = fetched.get(keys[candidate.task], {}).get(candidate.item.content_sha256)

@@ -1,7 +1,8 @@
-"""The flow for a group of chunks: plan, decide, generate, parse, write, count.
+"""The flow for a group of chunks: plan, decide, generate, parse, write (one commit), count.
 
 Each stage is a function in its own module; the labeller only sequences them, so one group
-of chunks costs one engine call, with requests grouped by policy for the prefix cache.
+of chunks costs one engine call, with requests grouped by policy for the prefix cache, and
+one commit to the output table.
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ from batch.flow.prompts import JobPrompts
 from batch.flow.route import route
 from batch.flow.rows import build_rows
 from batch.flow.stats import RunStats, count_group
-from batch.flow.todo import ChunkTask, pending_task
-from batch.flow.write import write_tasks
+from batch.flow.todo import ChunkTask, current_rows, pending_task
+from batch.flow.write import write_rows
+from batch.output.index import Index
 from batch.output.store import LabelStore
+from batch.output.table import LabelTable
 
 
 class Labeller:
@@ -37,13 +40,22 @@ class Labeller:
         self.engine = engine
         self.run_id = run_id
         self.prompts = prompts or JobPrompts.for_job(config)
-        self.store = LabelStore(config.output)
+        self.table = LabelTable(config.output)
+        self.index = Index(config.output)
+        self.store = LabelStore(self.index)
 
     def process(self, chunks: Sequence[Chunk]) -> RunStats:
-        """Label a group of chunks under every policy; one engine call for all of them."""
+        """Label a group of chunks under every policy; one engine call, one commit."""
         config, prompts = self.config, self.prompts
+        current = current_rows(self.table, self.index, chunks, config.policies)
         tasks = [  # policy-major: requests that share a prefix run together
-            pending_task(chunk, policy, prompts, config)
+            pending_task(
+                chunk,
+                policy,
+                prompts,
+                config,
+                current.get((chunk.source.source_file, policy.id), {}),
+            )
             for policy in config.policies
             for chunk in chunks
         ]
@@ -63,11 +75,18 @@ class Labeller:
         rows = build_rows(
             todo, decisions, leaders, results, verdicts, config, prompts, self.run_id, labelled_at
         )
-        write_tasks(todo, decisions, rows, self.store, prompts)
-        policy_ids = [p.id for p in config.policies]
-        rows_asked = sum(chunk.size for chunk in chunks)
-        stats = count_group(policy_ids, rows_asked, tasks, todo, decisions, rows, leaders, results)
+        output = (self.table, self.index, self.store)
+        version = write_rows(todo, decisions, rows, chunks, output, prompts, config, self.run_id)
+        stats = count_group(
+            [p.id for p in config.policies],
+            config.max_attempts,
+            sum(chunk.size for chunk in chunks),
+            (tasks, todo),
+            (decisions, rows),
+            (leaders, results),
+        )
         stats.generate_seconds = seconds
+        stats.versions = [] if version is None else [version]
         return stats
 
     def _plan(self, task: ChunkTask) -> list[PlannedItem]:

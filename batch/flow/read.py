@@ -3,11 +3,7 @@ their record batches, and read a row's text back for reports."""
 
 from __future__ import annotations
 
-import glob
-import hashlib
-import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -15,63 +11,15 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from batch.errors import InputError
+from batch.flow.sources import (
+    InputFile,
+    fingerprinted,
+    known_unchanged,
+    resolve_inputs,
+)
+from batch.output.index import Index
 
-__all__ = ["InputError", "InputFile"]
-
-PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
-_FOOTER_BYTES = 1 << 20
-
-
-@dataclass(frozen=True)
-class InputFile:
-    """One Parquet shard, named by path and by a content fingerprint that survives copies."""
-
-    path: str
-    num_rows: int
-    fingerprint: str
-
-
-def _is_data_file(path: Path) -> bool:
-    hidden = any(part.startswith((".", "_")) for part in path.parts[-1:])
-    return path.is_file() and not hidden and path.suffix.lower() in PARQUET_SUFFIXES
-
-
-def resolve_inputs(specs: list[str]) -> list[str]:
-    """Expand directories (recursively), files and glob patterns into sorted absolute paths."""
-    found: list[str] = []
-    for spec in specs:
-        path = Path(spec)
-        if path.is_dir():
-            matches = [p for p in sorted(path.rglob("*")) if _is_data_file(p)]
-            if not matches:
-                raise InputError(f"{spec}: directory holds no Parquet files")
-        elif path.is_file():
-            matches = [path]
-        elif glob.has_magic(spec):
-            matches = [
-                Path(p) for p in sorted(glob.glob(spec, recursive=True)) if Path(p).is_file()
-            ]
-            if not matches:
-                raise InputError(f"{spec}: pattern matches no files")
-        else:
-            raise InputError(f"{spec}: no such file or directory")
-        found.extend(os.path.abspath(p) for p in matches)
-    unique = list(dict.fromkeys(found))
-    return unique
-
-
-def file_fingerprint(path: str) -> str:
-    """sha256 of a file's size and its last MiB (the Parquet footer and its statistics).
-
-    Cheap for multi-GB shards, independent of the path and of mtime, and changed by any edit
-    that changes the footer, which in Parquet means any change of content.
-    """
-    size = os.path.getsize(path)
-    digest = hashlib.sha256(str(size).encode())
-    with open(path, "rb") as handle:
-        handle.seek(max(0, size - _FOOTER_BYTES))
-        digest.update(handle.read())
-    return digest.hexdigest()[:32]
+__all__ = ["InputError", "InputFile", "resolve_inputs"]
 
 
 def is_text_type(arrow_type: pa.DataType) -> bool:
@@ -85,8 +33,22 @@ def is_text_type(arrow_type: pa.DataType) -> bool:
     )
 
 
-def inspect_input(path: str, id_column: str, text_column: str) -> InputFile:
-    """Check one shard's footer and schema; raise :class:`InputError` naming the file."""
+def inspect_input(
+    path: str,
+    id_column: str,
+    text_column: str,
+    source_file: str | None = None,
+    index: Index | None = None,
+) -> InputFile:
+    """Check one shard's footer and schema; raise :class:`InputError` naming the file.
+
+    A file the index knows unchanged (same size and modification time as when it was last
+    hashed) is neither opened nor hashed again.
+    """
+    source_file = source_file or path
+    known = known_unchanged(path, source_file, index)
+    if known is not None:
+        return known
     try:
         parquet = pq.ParquetFile(path)
         schema = parquet.schema_arrow
@@ -103,20 +65,26 @@ def inspect_input(path: str, id_column: str, text_column: str) -> InputFile:
     text_type = schema.field(text_column).type
     if not is_text_type(text_type):
         raise InputError(f"{path}: text column {text_column!r} has type {text_type}, not a string")
-    return InputFile(path=path, num_rows=num_rows, fingerprint=file_fingerprint(path))
+    return fingerprinted(path, source_file, num_rows)
 
 
 def inspect_inputs(
-    paths: list[str], id_column: str, text_column: str, skip_bad: bool = False
+    paths: list[str] | list[tuple[str, str]],
+    id_column: str,
+    text_column: str,
+    skip_bad: bool = False,
+    index: Index | None = None,
 ) -> tuple[list[InputFile], list[dict[str, str]]]:
     """Validate every shard up front, so a bad file fails the run before any model work.
 
-    With ``skip_bad`` the bad files are returned as ``{"path", "error"}`` records instead.
+    ``paths`` are paths, or (path, source identity) pairs from ``resolve_sources``. With
+    ``skip_bad`` the bad files are returned as ``{"path", "error"}`` records instead.
     """
     good, bad = [], []
-    for path in paths:
+    for item in paths:
+        path, source_file = (item, item) if isinstance(item, str) else item
         try:
-            good.append(inspect_input(path, id_column, text_column))
+            good.append(inspect_input(path, id_column, text_column, source_file, index))
         except InputError as exc:
             if not skip_bad:
                 raise

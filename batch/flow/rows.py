@@ -54,8 +54,9 @@ def output_row(
     chunk, policy, item = task.chunk, task.policy, decision.item
     return {
         "id": chunk.ids[item.row],
-        "source_file": chunk.source.path,
+        "source_file": chunk.source.source_file,
         "source_row": chunk.first_row + item.row,
+        "source_path": chunk.source.path,
         "source_fingerprint": chunk.source.fingerprint,
         "policy_id": policy.id,
         "policy_version": policy.version,
@@ -64,6 +65,7 @@ def output_row(
         "model": config.model,
         "model_fingerprint": config.model_fingerprint,
         "settings_sha256": prompts.settings,
+        "route": prompts.routes.get(policy.id) or None,
         "reasoning_effort": config.reasoning_effort,
         "temperature": config.sampling.temperature,
         "top_p": config.sampling.top_p,

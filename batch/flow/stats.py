@@ -21,6 +21,7 @@ from batch.output.schema import (
     ORIGIN_PLANNER,
     ORIGIN_PREFILTER,
     ORIGIN_REUSED,
+    RETRYABLE,
 )
 
 # The per-policy counter each origin adds to.
@@ -48,6 +49,7 @@ class PolicyStats:
     audited: int = 0  # below the prefilter's threshold but sent anyway (--audit-rate)
     audit_ok: int = 0  # audited rows the model answered (status ok)
     audit_violations: int = 0  # ... of which the model said 1: the prefilter's misses
+    left_to_other_runs: int = 0  # rows of files another live run had claimed
     status: Counter = field(default_factory=Counter)
 
     def merge(self, other: PolicyStats) -> None:
@@ -69,7 +71,7 @@ class PolicyStats:
 
 _TOTALS = (
     "rows", "requests", "prompt_tokens", "cached_tokens", "completion_tokens",
-    "generate_seconds", "files_written",
+    "generate_seconds", "commits",
 )  # fmt: skip
 
 
@@ -81,10 +83,13 @@ class RunStats:
     cached_tokens: int = 0
     completion_tokens: int = 0
     generate_seconds: float = 0.0
-    files_written: int = 0
+    commits: int = 0  # commits to the output table
     status_counts: Counter = field(default_factory=Counter)
     per_policy: dict[str, PolicyStats] = field(default_factory=dict)
     unreadable: list[dict[str, str]] = field(default_factory=list)  # failed mid-read, skipped
+    # Per source file and policy: rows that hold a final label after this run's commits.
+    final_rows: dict[str, Counter] = field(default_factory=dict)
+    versions: list[int] = field(default_factory=list)  # table versions this run committed
 
     def policy(self, policy_id: str) -> PolicyStats:
         return self.per_policy.setdefault(policy_id, PolicyStats())
@@ -100,6 +105,9 @@ class RunStats:
         for policy_id, counts in other.per_policy.items():
             self.policy(policy_id).merge(counts)
         self.unreadable += other.unreadable
+        for source_file, counts in other.final_rows.items():
+            self.final_rows.setdefault(source_file, Counter()).update(counts)
+        self.versions += other.versions
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON, to travel from a Ray actor to the driver."""
@@ -108,6 +116,8 @@ class RunStats:
             "status_counts": dict(self.status_counts),
             "per_policy": {pid: p.to_dict() for pid, p in self.per_policy.items()},
             "unreadable": self.unreadable,
+            "final_rows": {f: dict(c) for f, c in self.final_rows.items()},
+            "versions": self.versions,
         }
 
     @classmethod
@@ -117,35 +127,44 @@ class RunStats:
             status_counts=Counter(data["status_counts"]),
             per_policy={pid: PolicyStats.from_dict(p) for pid, p in data["per_policy"].items()},
             unreadable=list(data.get("unreadable", [])),
+            final_rows={f: Counter(c) for f, c in data.get("final_rows", {}).items()},
+            versions=list(data.get("versions", [])),
         )
+
+
+def _final(stats: RunStats, task: ChunkTask) -> Counter:
+    return stats.final_rows.setdefault(task.chunk.source.source_file, Counter())
 
 
 def count_group(
     policy_ids: Sequence[str],
+    max_attempts: int,
     rows_asked: int,
-    tasks: Sequence[ChunkTask],
-    todo: Sequence[ChunkTask],
-    decisions: Sequence[Decision],
-    rows: Sequence[dict[str, Any]],
-    leaders: Sequence[Candidate],
-    results: Sequence[Completion | str],
+    planned: tuple[Sequence[ChunkTask], Sequence[ChunkTask]],
+    decided: tuple[Sequence[Decision], Sequence[dict[str, Any]]],
+    asked: tuple[Sequence[Candidate], Sequence[Completion | str]],
 ) -> RunStats:
     """What one group of chunks did: every count of the manifest, in one place.
 
-    ``tasks`` are all of the group's (chunk, policy) tasks, ``todo`` those with rows to label
-    (each written to one file); decisions and rows refer to ``todo``.
+    ``tasks`` are all of the group's (chunk, policy) tasks, ``todo`` those with rows to label;
+    decisions and rows refer to ``todo``. Rows with a final label (not a failure with
+    attempts left) are counted per source file, to mark files complete at the end.
     """
-    stats = RunStats(rows=rows_asked, requests=len(leaders), files_written=len(todo))
+    (tasks, todo), (decisions, rows), (leaders, results) = planned, decided, asked
+    stats = RunStats(rows=rows_asked, requests=len(leaders), commits=int(bool(rows)))
     for policy_id in policy_ids:
         stats.policy(policy_id).rows += rows_asked
     for task in tasks:
         stats.policy(task.policy.id).kept += task.kept
+        _final(stats, task).update({task.policy.id: task.kept})
     for decision, row in zip(decisions, rows, strict=True):
         task = todo[decision.task]
         counts = stats.policy(task.policy.id)
         name = _ORIGIN_COUNTS[decision.origin]
         setattr(counts, name, getattr(counts, name) + 1)
-        counts.retried += decision.item.row in task.existing
+        counts.retried += decision.item.row in task.retries
+        if row["status"] not in RETRYABLE or row["attempt"] >= max_attempts:
+            _final(stats, task)[task.policy.id] += 1
         counts.status[row["status"]] += 1
         stats.status_counts[row["status"]] += 1
         if decision.audit:

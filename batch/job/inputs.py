@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from batch.errors import InputError, UsageError
-from batch.flow.read import InputFile, inspect_inputs, resolve_inputs
+from batch.flow.read import inspect_inputs
+from batch.flow.sources import InputFile, resolve_sources
 from batch.job.options import InputOptions
+from batch.output.index import Index
+from batch.output.table import check_output
 from batch.policy.files import Policy, load_policies
 from batch.runners.sharding import files_for_worker
 
@@ -14,21 +17,25 @@ def load_policies_and_inputs(
 ) -> tuple[list[Policy], list[InputFile], list[dict[str, str]]]:
     """Policies, usable input files (this worker's share) and the files skipped as unreadable.
 
-    Raises a ``PolicyError`` (exit 2) or an :class:`InputError` (exit 3) naming the file.
+    Raises a ``PolicyError`` or ``TableError`` (exit 2), or an :class:`InputError` (exit 3)
+    naming the file. Files the output's index knows unchanged are not read.
     """
+    check_output(options.output)
     policies = load_policies(list(options.policies))
     try:
-        paths = resolve_inputs(list(options.inputs))
+        sources = resolve_sources(list(options.inputs), options.source_root)
         if num_workers > 1 or worker_index:
             try:
-                paths = files_for_worker(paths, num_workers, worker_index)
+                mine = set(files_for_worker([s for _, s in sources], num_workers, worker_index))
             except ValueError as exc:
                 raise UsageError(str(exc)) from exc
+            sources = [(path, source) for path, source in sources if source in mine]
         inputs, skipped = inspect_inputs(
-            paths,
+            sources,
             options.id_column,
             options.text_column,
             skip_bad=options.on_bad_file == "skip",
+            index=Index.if_exists(options.output),
         )
     except InputError as exc:
         raise InputError(f"{exc} (pass --on-bad-file skip to go on with the other files)") from exc

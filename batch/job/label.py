@@ -81,6 +81,13 @@ def run_label(
             f"{exc}; finished chunks are kept, rerun the same command to resume"
         ) from exc
     say(summary_line(result))
+    if options.compact:
+        from batch.job.maintenance import compact
+
+        report = compact(options.output)
+        say(
+            f"compacted {options.output}: {report['files_before']} -> {report['files_after']} files"
+        )
     failed = result.manifest["counts"]["status"].get(ENGINE_ERROR, 0)
     if failed:
         say(

@@ -19,6 +19,7 @@ class InputOptions:
     inputs: tuple[str, ...]
     policies: tuple[str, ...]
     output: str
+    source_root: str | None
     id_column: str
     text_column: str
     on_bad_file: str  # "fail" or "skip"
@@ -69,4 +70,5 @@ class LabelOptions(InputOptions, EngineOptions):
     gpus_per_replica: float | None
     ray_address: str | None
     prefilter_allow_mismatch: bool
+    compact: bool
     quiet: bool

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import polars as pl
 
 from batch.errors import UsageError
+from batch.flow.plan import content_sha256
 from batch.flow.read import parquet_pattern, read_texts
-from batch.output.labels import latest_per, scan_labels
-from batch.output.layout import label_files
+from batch.output.labels import require_table
 from batch.output.schema import OK
 from batch.policy.files import Policy, load_policy
 from batch.prefilter.model import Prefilter, save
@@ -35,19 +35,20 @@ def rows_from_labels(
     """Texts (read back from each label's source file) and the model's own ok labels.
 
     Only labels the model produced for exactly this policy version count: prefilter
-    decisions are never used to train the next prefilter.
+    decisions are never used to train the next prefilter. A row whose text has changed since
+    it was labelled (its content hash differs) is left out.
     """
-    if not label_files(output, policy.id):
-        raise UsageError(f"{output}: no labels for policy {policy.id!r}")
-    model_labels = scan_labels(output, policy.id).filter(
-        (pl.col("policy_sha256") == policy.sha256)
-        & (pl.col("status") == OK)
-        & (pl.col("decided_by").is_null() | (pl.col("decided_by") == "model"))
-    )
     frame = (
-        latest_per(model_labels, ["source_file", "source_row"])
-        .select("source_file", "source_row", "label")
-        .sort("source_file", "source_row")  # a stable order keeps the folds reproducible
+        require_table(output)
+        .scan()
+        .filter(
+            (pl.col("policy_id") == policy.id)
+            & (pl.col("policy_sha256") == policy.sha256)
+            & (pl.col("status") == OK)
+            & (pl.col("decided_by").is_null() | (pl.col("decided_by") == "model"))
+        )
+        .select("source_path", "source_row", "label", "content_sha256")
+        .sort("source_path", "source_row")  # a stable order keeps the folds reproducible
         .collect()
     )
     if frame.is_empty():
@@ -57,12 +58,12 @@ def rows_from_labels(
         )
     texts: list[str] = []
     labels: list[int] = []
-    for (path,), group in frame.group_by(["source_file"], maintain_order=True):
+    for (path,), group in frame.group_by(["source_path"], maintain_order=True):
         found = read_texts(path, group["source_row"].to_list(), text_column)
         if found is None:
             raise UsageError(f"{path}: cannot read {text_column!r} back to train on its labels")
-        for row, label in zip(group["source_row"], group["label"], strict=True):
-            if row in found:
+        for row, label, digest in group.select("source_row", "label", "content_sha256").rows():
+            if row in found and content_sha256(found[row]) == digest:
                 texts.append(found[row])
                 labels.append(int(label))
     return texts, labels

@@ -1,32 +1,38 @@
-"""The label store: what an output folder already knows, so identical work is never redone.
+"""The label store: earlier ``ok`` model labels, found by content, so identical work is never
+redone.
 
 A label can be carried over to another row when everything that defines it matches: the
 content (``content_sha256``), the policy bytes, the rendered prompt, the model fingerprint and
 the generation settings (``settings_sha256``, which includes the parser version). Only ``ok``
-labels are carried over; failures are retried instead.
+labels the model gave are kept (a prefilter's 0 is not the model's verdict; failures are
+retried instead). They live in the output's index (SQLite, on disk), added after each commit,
+so a lookup costs a B-tree probe per content, whatever the size of the history.
 
-The index maps content hashes to the file holding their label and is built lazily, per
-policy, the first time a run has work it might not need to do: a rerun with nothing new
-never scans the store. It costs about 150 bytes per distinct labelled content per policy.
+New labels go to a small ``labels_recent`` table, so a night's inserts touch few pages
+whatever the size of the history; ``fold`` moves them, sorted, into ``labels`` (``compact``
+does it, and a run does when the recent table has grown past ``FOLD_ROWS``).
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterable
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from datetime import datetime
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.dataset as ds
-import pyarrow.parquet as pq
+from batch.output.index import Index
+from batch.output.schema import OK
 
-from batch.output.layout import label_files
-from batch.output.schema import DECIDED_BY, OK, ORIGIN_PREFILTER, OUTPUT_SCHEMA
-
-log = logging.getLogger(__name__)
+_TABLES = """
+CREATE TABLE IF NOT EXISTS labels (
+    work BLOB, content BLOB, label TEXT, PRIMARY KEY (work, content)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS labels_recent (
+    work BLOB, content BLOB, label TEXT, PRIMARY KEY (work, content)) WITHOUT ROWID;
+"""
+_LOOKUP_CHUNK = 500  # parameters per IN (...) query
+FOLD_ROWS = 1_000_000
 
 # Columns a carried-over row takes from the row it copies; the rest describe the new row.
 LABEL_COLUMNS = (
@@ -48,7 +54,6 @@ LABEL_COLUMNS = (
     "run_id",
     "labelled_at",
 )
-_KEY_COLUMNS = ("policy_sha256", "prompt_sha256", "model_fingerprint", "settings_sha256")
 
 
 @dataclass(frozen=True)
@@ -61,95 +66,83 @@ class WorkKey:
     model_fingerprint: str
     settings_sha256: str
 
-
-@dataclass(frozen=True)
-class StoredLabel:
-    """Where an earlier ``ok`` label for some content lives."""
-
-    path: str
-    run_id: str
-
-
-def _same_work(key: WorkKey) -> pc.Expression:
-    return (
-        (pc.field("status") == OK)
-        & (pc.field("policy_sha256") == key.policy_sha256)
-        & (pc.field("prompt_sha256") == key.prompt_sha256)
-        & (pc.field("model_fingerprint") == key.model_fingerprint)
-        & (pc.field("settings_sha256") == key.settings_sha256)
-        & pc.field("content_sha256").is_valid()
-        # A prefilter's 0 is not the model's verdict: never carry it over as one.
-        & (
-            pc.field("decided_by").is_null()
-            | (pc.field("decided_by") != DECIDED_BY[ORIGIN_PREFILTER])
+    @property
+    def digest(self) -> bytes:
+        parts = (
+            self.policy_sha256,
+            self.prompt_sha256,
+            self.model_fingerprint,
+            self.settings_sha256,
         )
+        return hashlib.sha256("|".join(parts).encode()).digest()[:16]
+
+
+def _reusable(row: dict[str, Any]) -> bool:
+    return (
+        row["status"] == OK
+        and row["content_sha256"] is not None
+        and row.get("decided_by") in (None, "model")
     )
 
 
+def _encode(row: dict[str, Any]) -> str:
+    values = {c: row[c] for c in LABEL_COLUMNS}
+    values["labelled_at"] = row["labelled_at"].isoformat()
+    return json.dumps(values, separators=(",", ":"))
+
+
+def _decode(text: str) -> dict[str, Any]:
+    values = json.loads(text)
+    values["labelled_at"] = datetime.fromisoformat(values["labelled_at"])
+    return values
+
+
 class LabelStore:
-    """Looks up earlier ``ok`` labels by content hash, per work key."""
+    """Looks up and records earlier ``ok`` labels by content hash, per work key."""
 
-    def __init__(self, output: str | Path) -> None:
-        self.output = str(output)
-        self._index: dict[WorkKey, dict[bytes, StoredLabel]] = {}
+    def __init__(self, index: Index) -> None:
+        self.index = index
+        self.db = index.db
+        self.db.executescript(_TABLES)
 
-    def _build(self, key: WorkKey) -> dict[bytes, StoredLabel]:
-        index: dict[bytes, StoredLabel] = {}
-        files = label_files(self.output, key.policy_id)
-        if files:
-            dataset = ds.dataset(files, schema=OUTPUT_SCHEMA, format="parquet")
-            table = dataset.to_table(
-                columns=["content_sha256", "run_id", "__filename"], filter=_same_work(key)
-            )
-            paths: dict[str, str] = {}
-            for digest, run_id, path in zip(
-                table.column("content_sha256").to_pylist(),
-                table.column("run_id").to_pylist(),
-                table.column("__filename").to_pylist(),
-                strict=True,
-            ):
-                packed = bytes.fromhex(digest)
-                if packed not in index:
-                    index[packed] = StoredLabel(paths.setdefault(path, path), run_id)
-            log.info("label store: %d earlier labels usable for %s", len(index), key.policy_id)
-        self._index[key] = index
-        return index
-
-    def lookup(self, key: WorkKey, content_sha256: str) -> StoredLabel | None:
-        index = self._index.get(key)
-        if index is None:
-            index = self._build(key)
-        return index.get(bytes.fromhex(content_sha256))
-
-    def add(self, key: WorkKey, path: str, rows: Iterable[dict[str, Any]]) -> None:
-        """Record the ``ok`` rows a run just wrote, so later chunks of the same run reuse them."""
-        index = self._index.get(key)
-        if index is None:
-            return  # built from disk on first lookup, which will see this file too
-        for row in rows:
-            if row["status"] == OK and row["content_sha256"] is not None:
-                # The newest file wins: an older one may be a partial file it superseded.
-                index[bytes.fromhex(row["content_sha256"])] = StoredLabel(path, row["run_id"])
-
-    def fetch(self, key: WorkKey, wanted: dict[str, StoredLabel]) -> dict[str, dict[str, Any]]:
-        """The stored label columns for each wanted content hash, reading each file once.
-
-        A hash whose file has vanished is left out: the caller sends that work to the model.
-        """
-        by_file: dict[str, set[str]] = {}
-        for digest, ref in wanted.items():
-            by_file.setdefault(ref.path, set()).add(digest)
-        found: dict[str, dict[str, Any]] = {}
-        for path, digests in by_file.items():
-            try:
-                table = pq.read_table(
-                    path, columns=["content_sha256", *LABEL_COLUMNS, *_KEY_COLUMNS]
-                )
-            except FileNotFoundError:
-                continue  # superseded since the index was built: the work is simply redone
-            table = table.filter(
-                pc.is_in(table.column("content_sha256"), pa.array(sorted(digests)))
-            ).filter(_same_work(key))
-            for row in table.to_pylist():
-                found.setdefault(row["content_sha256"], {c: row[c] for c in LABEL_COLUMNS})
+    def _lookup(self, table: str, work: bytes, contents: list[bytes]) -> dict[bytes, str]:
+        found: dict[bytes, str] = {}
+        for start in range(0, len(contents), _LOOKUP_CHUNK):
+            part = contents[start : start + _LOOKUP_CHUNK]
+            marks = ", ".join("?" * len(part))
+            query = f"SELECT content, label FROM {table} WHERE work = ? AND content IN ({marks})"
+            found.update(self.db.execute(query, [work, *part]))
         return found
+
+    def fetch(self, key: WorkKey, digests: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The stored label columns for each content hash that has them under ``key``."""
+        wanted = sorted({bytes.fromhex(d) for d in digests})
+        found = self._lookup("labels_recent", key.digest, wanted)
+        rest = [c for c in wanted if c not in found]
+        found.update(self._lookup("labels", key.digest, rest) if rest else {})
+        return {content.hex(): _decode(text) for content, text in found.items()}
+
+    def add(self, key: WorkKey, rows: Iterable[dict[str, Any]]) -> None:
+        """Record the reusable rows a commit just wrote (call it after the commit)."""
+        entries = [
+            (key.digest, bytes.fromhex(row["content_sha256"]), _encode(row))
+            for row in rows
+            if _reusable(row)
+        ]
+        if entries:
+            with self.index.transaction():
+                self.db.executemany(
+                    "INSERT OR REPLACE INTO labels_recent VALUES (?, ?, ?)", entries
+                )
+
+    def recent_rows(self) -> int:
+        return int(self.db.execute("SELECT count(*) FROM labels_recent").fetchone()[0])
+
+    def fold(self) -> int:
+        """Move the recent labels into the main table, in key order; how many moved."""
+        with self.index.transaction():
+            moved = self.db.execute(
+                "INSERT OR REPLACE INTO labels SELECT * FROM labels_recent ORDER BY work, content"
+            ).rowcount
+            self.db.execute("DELETE FROM labels_recent")
+        return int(moved)

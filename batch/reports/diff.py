@@ -1,7 +1,8 @@
 """Compare two label sets: what flips between two policy versions, two models or two runs.
 
-A label set is an output folder narrowed by ``where`` conditions on its audit columns (a
-policy hash, a model, a run id...). Where a row was labelled several times within a set, its
+A label set is an output table (at its current version, or at an earlier one: time travel),
+or a candidate table, narrowed by ``where`` conditions on its audit columns (a policy hash, a
+model, a run id...). Where several rows share a match key (``--on id`` or ``content``), the
 latest label counts. Rows are matched on their source position by default (``--on id`` or
 ``--on content`` match on the id column or on the content hash instead). A row's *outcome* is
 its label when the status is ``ok`` and its status otherwise, so ``0 -> 1``, ``1 -> 0`` and
@@ -10,6 +11,7 @@ its label when the status is ``ok`` and its status otherwise, so ``0 -> 1``, ``1
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +19,7 @@ import polars as pl
 
 from batch.errors import UsageError
 from batch.flow.read import read_texts
-from batch.output.labels import latest_per, scan_labels
-from batch.output.layout import label_files
+from batch.output.labels import latest_per, require_table
 from batch.reports.intervals import wilson_interval
 
 # Columns a label set can be narrowed by; hashes match by prefix, the rest exactly.
@@ -31,7 +32,8 @@ MATCH_KEYS = {
     "content": ["content_sha256"],
 }
 _COLUMNS = [
-    "id", "source_file", "source_row", "content_sha256", "policy_id", "policy_version",
+    "id", "source_file", "source_row", "source_path", "content_sha256", "policy_id",
+    "policy_version",
     "policy_sha256", "model", "run_id", "status", "label", "rationale", "reasoning", "error",
     "labelled_at",
 ]  # fmt: skip
@@ -52,11 +54,12 @@ def check_where(where: dict[str, str]) -> dict[str, str]:
     return where
 
 
-def load_label_set(output: str | Path, where: dict[str, str], on: str = "source") -> pl.DataFrame:
-    """The latest label per (row, policy) among the rows of ``output`` matching ``where``."""
-    if not label_files(output):
-        raise DiffError(f"{output}: holds no label files (policy_id=*/*.parquet)")
-    frame = scan_labels(output).select(_COLUMNS)
+def load_label_set(
+    output: str | Path, where: dict[str, str], on: str = "source", version: int | None = None
+) -> pl.DataFrame:
+    """The latest label per (row, policy) among the rows of ``output`` (at ``version``)
+    matching ``where``."""
+    frame = require_table(output).scan(version).select(_COLUMNS)
     for key, value in where.items():
         if key in HASH_COLUMNS:
             frame = frame.filter(pl.col(key).str.starts_with(value))
@@ -85,8 +88,8 @@ def _add_texts(examples: list[dict[str, Any]], text_column: str) -> None:
     """Add each example's content from its source file, where that file is still readable."""
     by_file: dict[str, list[dict[str, Any]]] = {}
     for example in examples:
-        if example.get("source_file"):
-            by_file.setdefault(example["source_file"], []).append(example)
+        if example.get("source_path"):
+            by_file.setdefault(example["source_path"], []).append(example)
     for path, rows in by_file.items():
         texts = read_texts(path, [row["source_row"] for row in rows], text_column) or {}
         for row in rows:
@@ -106,6 +109,7 @@ def _examples(
             "id": row.get("id_old", row.get("id")),
             "source_file": row.get("source_file", row.get("source_file_old")),
             "source_row": row.get("source_row", row.get("source_row_old")),
+            "source_path": row.get("source_path_old"),
             "old": row["outcome_old"],
             "new": row["outcome_new"],
             "old_rationale": _note(row, "old"),
@@ -115,6 +119,8 @@ def _examples(
     ]
     if text_column:
         _add_texts(shown, text_column)
+    for example in shown:
+        example.pop("source_path")
     return shown
 
 
@@ -192,26 +198,37 @@ def diff_label_sets(
     }
 
 
+@dataclass(frozen=True)
+class LabelSet:
+    """An output (or candidate) table, at a version (None: its current one), narrowed."""
+
+    output: str
+    where: dict[str, str] = field(default_factory=dict)
+    version: int | None = None
+
+    def describe(self, rows: int) -> dict[str, Any]:
+        return {"output": self.output, "where": self.where, "version": self.version, "rows": rows}
+
+
 def diff_outputs(
-    old_output: str | Path,
-    new_output: str | Path,
-    old_where: dict[str, str],
-    new_where: dict[str, str],
+    old: LabelSet,
+    new: LabelSet,
     on: str = "source",
     examples: int = 10,
     seed: int = 0,
     text_column: str | None = "text",
 ) -> dict[str, Any]:
     """Load both label sets and compare them; refuses to compare a set with itself."""
-    check_where(old_where), check_where(new_where)
-    if Path(old_output).resolve() == Path(new_output).resolve() and old_where == new_where:
+    check_where(old.where), check_where(new.where)
+    same_table = Path(old.output).resolve() == Path(new.output).resolve()
+    if same_table and old.where == new.where and old.version == new.version:
         raise DiffError(
-            "OLD and NEW select the same labels: narrow one with --old-where/--new-where "
-            "(for example policy_sha256=<prefix>, model=..., run_id=...)"
+            "OLD and NEW select the same labels: pick another version (--old-version) or "
+            "narrow one with --old-where/--new-where (policy_sha256=<prefix>, model=..., ...)"
         )
-    old = load_label_set(old_output, old_where, on)
-    new = load_label_set(new_output, new_where, on)
-    report = diff_label_sets(old, new, on, examples, seed, text_column)
-    report["old"] = {"output": str(old_output), "where": old_where, "rows": old.height}
-    report["new"] = {"output": str(new_output), "where": new_where, "rows": new.height}
+    old_rows = load_label_set(old.output, old.where, on, old.version)
+    new_rows = load_label_set(new.output, new.where, on, new.version)
+    report = diff_label_sets(old_rows, new_rows, on, examples, seed, text_column)
+    report["old"] = old.describe(old_rows.height)
+    report["new"] = new.describe(new_rows.height)
     return report

@@ -74,7 +74,9 @@ def to_markdown(report: dict[str, Any]) -> str:
         if side in report:
             where = report[side].get("where") or {}
             narrowed = ", ".join(f"{k}={v}" for k, v in where.items()) or "all labels"
-            lines.append(f"- **{side}**: `{report[side]['output']}` ({narrowed})")
+            version = report[side].get("version")
+            at = "current version" if version is None else f"version {version}"
+            lines.append(f"- **{side}**: `{report[side]['output']}` at {at} ({narrowed})")
     lines.append(f"- rows matched on: {', '.join(report['on'])}")
     for p in report["policies"]:
         lines += _policy_section(p)

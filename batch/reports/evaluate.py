@@ -16,13 +16,17 @@ import polars as pl
 
 from batch.errors import UsageError
 from batch.flow.read import parquet_pattern
-from batch.output.labels import latest_per, scan_labels
+from batch.output.labels import latest_per, require_table
 from batch.reports.metrics import DEFAULT_RESAMPLES, PolicyScores, bootstrap, ratio, score
 
 
 def latest_labels_by_id(labels_dir: str | Path) -> pl.DataFrame:
-    """One row per (id, policy_id): the most recently labelled one."""
-    labels = scan_labels(labels_dir).select("id", "policy_id", "status", "violation", "labelled_at")
+    """One row per (id, policy_id) of the table's current version: the most recent one."""
+    labels = (
+        require_table(labels_dir)
+        .scan()
+        .select("id", "policy_id", "status", "violation", "labelled_at")
+    )
     return latest_per(labels, ["id", "policy_id"]).collect()
 
 

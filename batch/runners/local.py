@@ -1,8 +1,9 @@
 """The local runner: stream every input's chunks through one Labeller in this process.
 
 Chunks are gathered until they hold ``--batch-size`` requests, then labelled as one group (one
-engine call) and written before the next group is read, so memory stays bounded and a killed
-run loses at most the group in flight.
+engine call, one commit) before the next group is read, so memory stays bounded and a killed
+run loses at most the group in flight. Files complete already are not read; files another
+live run is labelling are left to it (``runners.files``).
 """
 
 from __future__ import annotations
@@ -19,45 +20,60 @@ from batch.flow.config import JobConfig
 from batch.flow.labeller import Labeller
 from batch.flow.prompts import JobPrompts
 from batch.flow.sample import sample_rows
+from batch.output.claims import Claims
+from batch.output.table import LabelTable
+from batch.runners.files import FilePlan, claim_key, finish_files, plan_files, skipped_stats
 from batch.runners.run import RunRecorder, RunResult
 
 log = logging.getLogger(__name__)
 
 
-def _chunks(config: JobConfig, recorder: RunRecorder) -> Iterator[Chunk]:
-    """Every chunk to label, file by file; a file unreadable midway is skipped or fails."""
-    sampled = (
-        sample_rows(config.inputs, config.sample, config.sample_seed) if config.sample else None
-    )
-    for source in config.inputs:
+def _chunks(
+    config: JobConfig, plans: list[FilePlan], sampled: dict | None, recorder: RunRecorder
+) -> Iterator[tuple[Chunk, FilePlan | None]]:
+    """Every chunk to label, file by file, each followed by its file's plan once it is read
+    whole; a file unreadable midway is skipped (``--on-bad-file skip``) or fails the run."""
+    for plan in plans:
+        source = plan.source
         wanted = sampled.get(source.path) if sampled is not None else None
-        if sampled is not None and not wanted:
+        if not plan.policies or (sampled is not None and not wanted):
             continue
         chunks = iter_chunks(
             source, config.id_column, config.text_column, config.chunk_size, wanted
         )
+        last: Chunk | None = None
         try:
-            yield from chunks
+            for chunk in chunks:
+                chunk.policies = plan.policies
+                if last is not None:
+                    yield last, None
+                last = chunk
         except (OSError, pa.ArrowException, UnicodeDecodeError) as exc:
             # The footer was fine but the data is not: what was read is kept.
             if config.on_bad_file != "skip":
                 raise InputError(f"{source.path}: unreadable data ({exc})") from exc
             recorder.stats.unreadable.append({"path": source.path, "error": str(exc)})
             log.warning("skipping the rest of %s: %s", source.path, exc)
+        if last is not None:
+            yield last, plan
 
 
-def _groups(config: JobConfig, recorder: RunRecorder) -> Iterator[list[Chunk]]:
-    """Chunks gathered until they hold ``batch_size`` requests (rows x policies)."""
+def _groups(
+    config: JobConfig, plans: list[FilePlan], sampled: dict | None, recorder: RunRecorder
+) -> Iterator[tuple[list[Chunk], list[FilePlan]]]:
+    """Chunks gathered until they hold ``batch_size`` requests, and the files they finish."""
     group: list[Chunk] = []
+    finished: list[FilePlan] = []
     requests = 0
-    for chunk in _chunks(config, recorder):
+    for chunk, done in _chunks(config, plans, sampled, recorder):
         group.append(chunk)
-        requests += chunk.size * len(config.policies)
+        finished += [done] if done is not None else []
+        requests += chunk.size * len(chunk.policies or config.policies)
         if requests >= config.batch_size:
-            yield group
-            group, requests = [], 0
+            yield group, finished
+            group, finished, requests = [], [], 0
     if group:
-        yield group
+        yield group, finished
 
 
 def total_rows(config: JobConfig) -> int:
@@ -71,9 +87,13 @@ def run_label_job(config: JobConfig, engine: Engine, progress: bool = False) -> 
     """Label every input row under every policy and write output plus a run manifest."""
     from tqdm import tqdm
 
+    LabelTable(config.output).ensure()
     prompts = JobPrompts.for_job(config)
     recorder = RunRecorder(config, prompts, engine.describe())
     labeller = Labeller(config, engine, recorder.run_id, prompts)
+    sampled = (
+        sample_rows(config.inputs, config.sample, config.sample_seed) if config.sample else None
+    )
     bar = tqdm(
         total=total_rows(config),
         unit="item",
@@ -81,8 +101,15 @@ def run_label_job(config: JobConfig, engine: Engine, progress: bool = False) -> 
         desc=f"labelling x{len(config.policies)} policies",
         dynamic_ncols=True,
     )
-    with bar:
-        for group in _groups(config, recorder):
+    with Claims(config.output, recorder.run_id) as claims, bar:
+        plans = plan_files(config, prompts, (labeller.table, labeller.index), claims)
+        skipped = skipped_stats(plans, config, sampled)
+        recorder.add(skipped)
+        bar.update(skipped.rows)
+        for group, finished in _groups(config, plans, sampled, recorder):
             recorder.add(labeller.process(group))
             bar.update(sum(chunk.size for chunk in group))
+            for plan in finished:
+                claims.release(claim_key(plan.source, config))
+        finish_files(plans, recorder.stats, config, prompts, (labeller.table, labeller.index))
     return recorder.finish()

@@ -111,10 +111,12 @@ def _counts(stats: RunStats) -> dict[str, Any]:
                 "prefiltered",
                 "audited",
                 "retried",
+                "left_to_other_runs",
             )  # fmt: skip
         },
         "status": {s: stats.status_counts.get(s, 0) for s in STATUSES},
-        "files_written": stats.files_written,
+        "commits": stats.commits,
+        "table_versions": [min(stats.versions), max(stats.versions)] if stats.versions else None,
     }
 
 

@@ -25,17 +25,22 @@ from batch.flow.config import JobConfig
 from batch.flow.labeller import Labeller
 from batch.flow.prompts import JobPrompts
 from batch.flow.stats import RunStats
+from batch.output.claims import Claims
+from batch.output.index import Index
+from batch.output.table import LabelTable
+from batch.runners.files import FilePlan, finish_files, plan_files, skipped_stats
 from batch.runners.run import RunRecorder, RunResult
 
 EngineFactory = Callable[[], Engine]
 
 
-def chunk_descriptors(config: JobConfig) -> list[dict[str, Any]]:
-    """One record per chunk of every input file, from the files' row counts."""
+def chunk_descriptors(config: JobConfig, plans: list[FilePlan]) -> list[dict[str, Any]]:
+    """One record per chunk of every file to label, from the files' row counts."""
     return [
-        {"file": number, "index": index}
-        for number, source in enumerate(config.inputs)
-        for index in range(chunk_count(source, config.chunk_size))
+        {"file": number, "index": index, "policies": ",".join(sorted(plan.policies))}
+        for number, plan in enumerate(plans)
+        if plan.policies
+        for index in range(chunk_count(plan.source, config.chunk_size))
     ]
 
 
@@ -44,26 +49,26 @@ class LabelActor:
 
     def __init__(self, config: JobConfig, engine_factory: EngineFactory, run_id: str) -> None:
         self.config = config
-        self.engine = engine_factory()
-        self.run_id = run_id
-        self.prompts = JobPrompts.for_job(config)
+        self.labeller = Labeller(config, engine_factory(), run_id, JobPrompts.for_job(config))
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         import numpy as np
 
         config = self.config
-        chunks = [
-            read_chunk(
+        chunks = []
+        for number, index, policies in zip(
+            batch["file"], batch["index"], batch["policies"], strict=True
+        ):
+            chunk = read_chunk(
                 config.inputs[int(number)],
                 config.id_column,
                 config.text_column,
                 config.chunk_size,
                 int(index),
             )
-            for number, index in zip(batch["file"], batch["index"], strict=True)
-        ]
-        # A fresh label store per batch: it sees what other actors have written meanwhile.
-        stats = Labeller(config, self.engine, self.run_id, self.prompts).process(chunks)
+            chunk.policies = frozenset(str(policies).split(","))
+            chunks.append(chunk)
+        stats = self.labeller.process(chunks)
         return {"stats": np.array([json.dumps(stats.to_dict())])}
 
 
@@ -77,8 +82,6 @@ def run_label_job_ray(
     engine_description: dict[str, Any] | None = None,
 ) -> RunResult:
     """Label every input row under every policy with ``replicas`` engine actors on Ray."""
-    import ray
-
     config = dataclasses.replace(config, runner="ray")  # refuses what Ray cannot do (--sample)
     engine = {
         "engine": "ray",
@@ -87,10 +90,29 @@ def run_label_job_ray(
         "address": address or "local",
         "replica_engine": engine_description or {},
     }
-    recorder = RunRecorder(config, JobPrompts.for_job(config), engine)
+    LabelTable(config.output).ensure()
+    prompts = JobPrompts.for_job(config)
+    recorder = RunRecorder(config, prompts, engine)
+    with Claims(config.output, recorder.run_id) as claims:
+        index = Index(config.output)
+        plans = plan_files(config, prompts, (LabelTable(config.output), index), claims)
+        recorder.add(skipped_stats(plans, config, None))
+        _run_actors(config, plans, recorder, (engine_factory, replicas, gpus_per_replica,
+                                               cpus_per_replica, address))  # fmt: skip
+        finish_files(plans, recorder.stats, config, prompts, (LabelTable(config.output), index))
+    return recorder.finish()
+
+
+def _run_actors(
+    config: JobConfig, plans: list[FilePlan], recorder: RunRecorder, pool: tuple
+) -> None:
+    """Stream the chunks to the actor pool; merge each actor's counts as they come back."""
+    import ray
+
+    engine_factory, replicas, gpus_per_replica, cpus_per_replica, address = pool
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
-    records = chunk_descriptors(config)
+    records = chunk_descriptors(config, plans)
     if records:
         per_call = max(1, config.batch_size // max(1, config.chunk_size * len(config.policies)))
         dataset = ray.data.from_items(records, override_num_blocks=max(1, len(records) // per_call))
@@ -108,4 +130,3 @@ def run_label_job_ray(
         )
         for row in results.iter_rows():
             recorder.add(RunStats.from_dict(json.loads(row["stats"])))
-    return recorder.finish()

@@ -17,7 +17,7 @@ from batch.flow.config import JobConfig
 from batch.flow.prompts import JobPrompts
 from batch.flow.stats import RunStats
 from batch.output.layout import manifest_path
-from batch.output.write import remove_stale_temporaries, write_json_atomic
+from batch.output.write import write_json_atomic
 from batch.runners.manifest import build_manifest
 
 MANIFEST_EVERY_SECONDS = 30.0
@@ -45,7 +45,6 @@ class RunRecorder:
         self.run_id = new_run_id(self.started)
         self.stats = RunStats()
         self.path = manifest_path(config.output, self.run_id)
-        remove_stale_temporaries(config.output)
         self.save()
         self._saved_at = time.monotonic()
 
@@ -80,6 +79,7 @@ def summary_line(result: RunResult) -> str:
             ("kept", "already in the output"),
             ("reused", "reused from earlier runs"),
             ("deduplicated", "duplicates judged once"),
+            ("left_to_other_runs", "left to another live run"),
         )
         if counts[name]
     ]

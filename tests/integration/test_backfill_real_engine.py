@@ -56,6 +56,8 @@ def test_nightly_job_relabel_and_diff(tmp_path, tiny_trained_model):
         f"policies=['{POLICIES / 'spam.md'}', '{POLICIES / 'harassment.md'}']",
         "--set",
         "inputs=['" + str(root) + "/']",  # every day so far, as the spec's comment suggests
+        "--set",
+        f"source_root={root}",
         *FAST,
     ]
     run_cli(*nightly)
@@ -97,19 +99,20 @@ def test_nightly_job_relabel_and_diff(tmp_path, tiny_trained_model):
         "5",
     )
     assert "# Label diff" in shown.stdout and "## spam" in shown.stdout
-    relabel = manifests(out)[2]
+    assert len(manifests(out)) == 2  # the sample went to a candidate table, not the output
+    (candidate,) = (out / "_candidates").iterdir()
+    (relabel,) = manifests(candidate)
     assert relabel["counts"]["rows"] == 30
     (report_path,) = (out / "_diffs").glob("*.json")
     (spam,) = json.loads(report_path.read_text())["policies"]
     assert spam["shared"] == 30
     # The report's flips are exactly the rows whose outcome differs between the two versions.
-    labels = pl.scan_parquet(str(out / "**" / "*.parquet")).filter(pl.col("policy_id") == "spam")
     outcome = pl.when(pl.col("status") == "ok").then(pl.col("label")).otherwise(pl.col("status"))
-    table = labels.with_columns(outcome=outcome).collect()
-    new_sha = relabel["policies"][0]["policy_sha256"]
-    new = table.filter(pl.col("policy_sha256") == new_sha)
-    previous = table.filter(pl.col("policy_sha256") != new_sha)
-    assert previous.height == 95  # the previous version's labels are all still there
+    spam_rows = pl.col("policy_id") == "spam"
+    new = pl.read_delta(str(candidate)).filter(spam_rows).with_columns(outcome=outcome)
+    previous = pl.read_delta(str(out)).filter(spam_rows).with_columns(outcome=outcome)
+    assert previous.height == 95  # the current labels did not change
+    assert set(previous["policy_version"]) == {"1"} and set(new["policy_version"]) == {"2"}
     joined = new.join(previous, on=["source_file", "source_row"], suffix="_old")
     assert spam["flips"] == joined.filter(pl.col("outcome") != pl.col("outcome_old")).height
     assert sum(sum(row.values()) for row in spam["matrix"].values()) == 30
@@ -137,6 +140,6 @@ def test_combined_mode_through_the_real_engine(tmp_path, tiny_trained_model):
     (manifest,) = manifests(out)
     assert manifest["counts"]["requests"] == 20  # one request per item for both policies
     assert manifest["multi_policy"] == "combined"
-    rows = pl.scan_parquet(str(out / "**" / "*.parquet")).collect()
+    rows = pl.read_delta(str(out))
     assert rows.height == 40 and set(rows["status"]) <= set(STATUSES)
     assert rows.group_by("policy_id").len().sort("policy_id")["len"].to_list() == [20, 20]

@@ -6,9 +6,9 @@ import os
 import subprocess
 import sys
 
-import pyarrow.dataset as ds
 import pytest
 from conftest import POLICIES, ROOT, SCRIPTS, SHARED, VLLM_TEST_ENV, write_parquet
+from helpers import read_output
 
 from batch.output.schema import STATUSES
 
@@ -63,7 +63,7 @@ def test_label_sms_shards_with_two_policies(tmp_path, tiny_random_model):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "31 rows x 2 policies: 62 labelled" in done.stderr
 
-    table = ds.dataset(str(out), format="parquet", partitioning="hive").to_table()
+    table = read_output(out)
     assert table.num_rows == 31 * 2
     rows = table.to_pylist()
     assert {r["status"] for r in rows} <= set(STATUSES)

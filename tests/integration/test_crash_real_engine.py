@@ -7,9 +7,9 @@ import sys
 import time
 from collections import Counter
 
-import pyarrow.dataset as ds
 import pytest
 from conftest import POLICIES, ROOT, SCRIPTS, VLLM_TEST_ENV
+from helpers import read_output, table_version
 
 pytestmark = pytest.mark.integration
 
@@ -46,18 +46,18 @@ def test_sigkill_mid_run_then_resume(tmp_path, tiny_trained_model):
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     deadline = time.monotonic() + 240
-    while len(list(out.glob("policy_id=*/*.parquet"))) < 4:
+    while table_version(out) < 2:  # two commits of labels (version 0 is the empty table)
         assert process.poll() is None, "the run ended before it could be killed"
         assert time.monotonic() < deadline
         time.sleep(0.05)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
-    written = len(list(out.glob("policy_id=*/*.parquet")))
-    assert 4 <= written < 30  # 240 rows / 16 = 15 chunks x 2 policies
+    written = table_version(out)
+    assert 2 <= written < 15  # 240 rows / 16 = 15 chunks, a commit each
     resumed = cli(*label_command(shards, out, tiny_trained_model)[3:])
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "already in the output" in resumed.stderr
-    table = ds.dataset(str(out), format="parquet", partitioning="hive").to_table()
+    table = read_output(out)
     keys = Counter(
         zip(table["source_file"].to_pylist(), table["source_row"].to_pylist(),
             table["policy_id"].to_pylist(), strict=True)
@@ -65,7 +65,7 @@ def test_sigkill_mid_run_then_resume(tmp_path, tiny_trained_model):
     assert len(keys) == 480 and max(keys.values()) == 1
     verified = cli("verify", "--input", str(shards), *POLICY_ARGS, "--output", str(out))
     assert verified.returncode == 0, verified.stdout
-    assert "240/240 rows labelled, 0 missing, 0 duplicated" in verified.stdout
+    assert "240/240 rows labelled and current, 0 missing, 0 stale, 0 duplicated" in verified.stdout
 
 
 def test_broken_inputs_run_to_completion_and_verify(tmp_path, tiny_trained_model):
@@ -83,4 +83,4 @@ def test_broken_inputs_run_to_completion_and_verify(tmp_path, tiny_trained_model
         "verify", "--input", str(bad), *POLICY_ARGS, "--output", str(out), "--on-bad-file", "skip"
     )
     assert verified.returncode == 0, verified.stdout
-    assert verified.stdout.count(" 0 missing, 0 duplicated") == 2
+    assert verified.stdout.count(" 0 missing, 0 stale, 0 duplicated") == 2

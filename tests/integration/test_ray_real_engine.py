@@ -4,16 +4,15 @@ import json
 import os
 from collections import Counter
 
-import pyarrow.dataset as ds
 import pytest
 from conftest import POLICIES, ROOT, write_parquet
-from helpers import run_cli
+from helpers import read_output, run_cli
 
 pytestmark = pytest.mark.integration
 
 
 def keys(output):
-    rows = ds.dataset(str(output), format="parquet", partitioning="hive").to_table()
+    rows = read_output(output)
     cols = [rows.column(c).to_pylist() for c in ("source_file", "source_row", "policy_id")]
     return Counter(zip(*cols, strict=True))
 
@@ -44,8 +43,8 @@ def test_ray_runner_with_the_real_engine_matches_a_local_run(
     assert manifest["runner"] == "ray" and manifest["counts"]["rows"] == 30
     assert manifest["engine"]["replicas"] == 1
     # Greedy decoding with the same seeds: the two runners agree on the labels too.
-    local = ds.dataset(str(tmp_path / "local")).to_table().to_pylist()
+    local = read_output(tmp_path / "local").to_pylist()
     remote = {(r["source_file"], r["source_row"]): r["label"] for r in
-              ds.dataset(str(tmp_path / "ray")).to_table().to_pylist()}  # fmt: skip
+              read_output(tmp_path / "ray").to_pylist()}  # fmt: skip
     agree = sum(remote[(r["source_file"], r["source_row"])] == r["label"] for r in local)
     assert agree >= 28

@@ -1,0 +1,106 @@
+"""Keeping an output table healthy: ``compact`` (few large files, optionally clustered and
+vacuumed) and ``migrate`` (an output folder of the old chunk-file layout into a table)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+
+from batch.errors import UsageError
+from batch.output.index import Index
+from batch.output.labels import require_table
+from batch.output.locks import commit_lock
+from batch.output.schema import OUTPUT_SCHEMA
+from batch.output.store import LabelStore
+from batch.output.table import LabelTable
+
+DEFAULT_TARGET_ROWS = 1_000_000
+LEGACY_DIR = "_legacy"
+
+
+def compact(
+    output: str,
+    target_rows: int = DEFAULT_TARGET_ROWS,
+    cluster: bool = False,
+    vacuum_hours: float | None = None,
+) -> dict[str, Any]:
+    """Rewrite small files into files of about ``target_rows`` rows (``cluster``: sorted by
+    source file and row, so reads of one file's labels touch few files); then, with
+    ``vacuum_hours``, delete files no version younger than that still needs."""
+    table = require_table(output)
+    with commit_lock(output):
+        delta = table.open()
+        actions = pa.table(delta.get_add_actions(flatten=True)).to_pydict()
+        rows, size = sum(actions["num_records"]), sum(actions["size_bytes"])
+        target = max(1 << 20, int(size / max(rows, 1) * target_rows))
+        before = len(actions["path"])
+        if cluster:
+            metrics = delta.optimize.z_order(["source_file", "source_row"], target_size=target)
+        else:
+            metrics = delta.optimize.compact(target_size=target)
+        report: dict[str, Any] = {
+            "rows": rows,
+            "files_before": before,
+            "files_after": len(table.open().file_uris()),
+            "target_bytes": target,
+            "files_added": metrics.get("numFilesAdded"),
+            "files_removed": metrics.get("numFilesRemoved"),
+        }
+        if vacuum_hours is not None:
+            removed = table.open().vacuum(
+                retention_hours=int(vacuum_hours),
+                dry_run=False,
+                enforce_retention_duration=False,
+            )
+            report["vacuumed_files"] = len(removed)
+        store = LabelStore(Index(output))
+        report["labels_folded"] = store.fold()
+        store.index.close()
+    report["version"] = table.version()
+    return report
+
+
+def _legacy_rows(folder: Path, source_root: str) -> pl.DataFrame:
+    """The old layout's latest row per (source file, row, policy), with relative identities."""
+    files = sorted(str(p) for p in folder.glob("policy_id=*/part-*.parquet"))
+    frame = pl.scan_parquet(files, missing_columns="insert", extra_columns="ignore")
+    root = str(Path(source_root).resolve()).rstrip("/") + "/"
+    latest = (
+        frame.sort("labelled_at")
+        .unique(["source_file", "source_row", "policy_id"], keep="last")
+        .with_columns(
+            source_path=pl.col("source_file"),
+            source_file=pl.col("source_file").str.strip_prefix(root),
+            route=pl.lit(None, pl.String),
+        )
+        .collect()
+    )
+    outside = latest.filter(~pl.col("source_path").str.starts_with(root))
+    if outside.height:
+        raise UsageError(
+            f"{outside['source_path'][0]} is not under --source-root {source_root}; pass the "
+            "folder that holds every input the old output was made from"
+        )
+    return latest
+
+
+def migrate(output: str, source_root: str) -> dict[str, Any]:
+    """Turn an old chunk-file output into a table in place; the old files go to ``_legacy/``."""
+    folder = Path(output)
+    if (folder / "_delta_log").is_dir():
+        raise UsageError(f"{output}: is a label table already; nothing to migrate")
+    if not any(folder.glob("policy_id=*/part-*.parquet")):
+        raise UsageError(f"{output}: holds no old chunk files (policy_id=*/part-*.parquet)")
+    latest = _legacy_rows(folder, source_root)
+    legacy = folder / LEGACY_DIR
+    legacy.mkdir(exist_ok=True)
+    for partition in folder.glob("policy_id=*"):
+        shutil.move(str(partition), str(legacy / partition.name))
+    shutil.rmtree(folder / "_tmp", ignore_errors=True)
+    rows = latest.select(OUTPUT_SCHEMA.names).to_arrow().cast(OUTPUT_SCHEMA)
+    version = LabelTable(output).append(rows, {"purpose": "migrate", "source_root": source_root})
+    return {"rows": rows.num_rows, "version": version, "legacy_files": str(legacy)}

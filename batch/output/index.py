@@ -1,0 +1,129 @@
+"""The output's index: what a run needs to know without reading the table or the inputs.
+
+SQLite at ``OUT/_index/index.sqlite`` (standard library, on disk, updated in place):
+
+- ``files``: per source file (its identity), the size, modification time, sha256 and row count
+  last seen, so an unchanged file is known without reading it;
+- ``progress``: per (source file, policy), that the table holds rows for it, and whether every
+  row holds a final label under a given work key and file sha256 (then the file is skipped);
+- the label store's tables (``store``): earlier ``ok`` model labels by (work key, content).
+
+It is derived data, written just after each table commit under the same lock. Losing it, or a
+kill between a commit and its index update, costs model work, never correctness: every table
+write is an upsert.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+INDEX_DIR = "_index"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+    source_file TEXT PRIMARY KEY, path TEXT, size INTEGER, mtime_ns INTEGER,
+    sha256 TEXT, rows INTEGER);
+CREATE TABLE IF NOT EXISTS progress (
+    source_file TEXT, policy_id TEXT, work TEXT, sha256 TEXT, complete INTEGER,
+    PRIMARY KEY (source_file, policy_id));
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+"""
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    source_file: str
+    path: str
+    size: int
+    mtime_ns: int
+    sha256: str
+    rows: int
+
+
+@dataclass(frozen=True)
+class Progress:
+    work: str
+    sha256: str
+    complete: bool
+
+
+def index_path(output: str | Path) -> Path:
+    return Path(output) / INDEX_DIR / "index.sqlite"
+
+
+class Index:
+    """One process's connection to an output's index."""
+
+    @classmethod
+    def if_exists(cls, output: str | Path) -> Index | None:
+        """The index of an output that has one; None leaves a new output folder untouched."""
+        return cls(output) if index_path(output).is_file() else None
+
+    def __init__(self, output: str | Path) -> None:
+        path = index_path(output)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # One connection per process, used by one thread at a time (a Ray actor calls it from
+        # another thread than the one that built it).
+        self.db = sqlite3.connect(path, timeout=120, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA busy_timeout = 120000")
+        # A filesystem without shared memory refuses WAL: stay on the rollback journal then.
+        with contextlib.suppress(sqlite3.OperationalError):
+            self.db.execute("PRAGMA journal_mode = WAL")
+        self.db.execute("PRAGMA synchronous = NORMAL")
+        self.db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def file(self, source_file: str) -> FileRecord | None:
+        row = self.db.execute(
+            "SELECT source_file, path, size, mtime_ns, sha256, rows FROM files "
+            "WHERE source_file = ?",
+            (source_file,),
+        ).fetchone()
+        return FileRecord(*row) if row else None
+
+    def record_files(self, records: Iterable[FileRecord]) -> None:
+        rows = [(r.source_file, r.path, r.size, r.mtime_ns, r.sha256, r.rows) for r in records]
+        with self.transaction():
+            self.db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+    def progress(self, source_file: str, policy_id: str) -> Progress | None:
+        row = self.db.execute(
+            "SELECT work, sha256, complete FROM progress WHERE source_file = ? AND policy_id = ?",
+            (source_file, policy_id),
+        ).fetchone()
+        return Progress(row[0], row[1], bool(row[2])) if row else None
+
+    def record_progress(self, entries: Iterable[tuple[str, str, str, str, bool]]) -> None:
+        """(source file, policy, work, file sha256, complete) for pairs the table now holds."""
+        with self.transaction():
+            self.db.executemany(
+                "INSERT OR REPLACE INTO progress VALUES (?, ?, ?, ?, ?)",
+                [(f, p, w, s, int(c)) for f, p, w, s, c in entries],
+            )
+
+    def table_version_seen(self) -> int:
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'table_version'").fetchone()
+        return int(row[0]) if row else -1
+
+    def saw_table_version(self, version: int) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES ('table_version', ?)", (str(version),))
+
+    def forget_complete(self) -> None:
+        """Trust no completeness mark: another writer changed the table behind our back."""
+        self.db.execute("UPDATE progress SET complete = 0")

@@ -1,0 +1,30 @@
+"""The output's commit lock: one writer at a time commits to the table and its index.
+
+An advisory ``flock`` on ``OUT/_locks/commit.lock``, held only while a commit is made (not
+while the model works), so concurrent runs, static workers and Ray actors serialise their
+commits. The kernel releases it when the holder dies, whatever PID namespace it ran in.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+LOCKS_DIR = "_locks"
+
+
+@contextmanager
+def commit_lock(output: str | Path) -> Iterator[None]:
+    """Hold the output's commit lock for the duration of the ``with`` block."""
+    folder = Path(output) / LOCKS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / "commit.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)

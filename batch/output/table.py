@@ -1,0 +1,218 @@
+"""The output table: a Delta Lake table at ``OUT`` holding one current label per
+(source row, policy).
+
+Every write is an upsert (MERGE) keyed on ``(policy_id, source_file, source_row)``, pruned to the
+policies and source files it touches and made under the output's commit lock, so concurrent
+runs never leave two current rows for one key. What an upsert replaces stays readable by
+version (time travel) until ``vacuum``. Everything else the tool keeps lives beside the table
+under names starting with ``_``, which Delta readers and ``vacuum`` leave alone.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from batch.errors import UsageError
+from batch.output.locks import commit_lock
+from batch.output.schema import OUTPUT_SCHEMA
+
+KEY = ("policy_id", "source_file", "source_row")
+TOOL = "safeguard-batch"  # every commit this tool makes says so in its metadata
+# Operations of other writers that do not change what the table holds.
+_DATA_PRESERVING = ("OPTIMIZE", "VACUUM START", "VACUUM END", "CREATE CHECKPOINT")
+LOG_DIR = "_delta_log"
+COMMIT_RETRIES = 5
+# Checkpoint the log every 50 commits, and keep 30 days of log (time travel) by default.
+TABLE_CONFIGURATION = {
+    "delta.checkpointInterval": "50",
+    "delta.logRetentionDuration": "interval 30 days",
+}
+
+
+class TableError(UsageError):
+    """An output folder that is not a usable label table; the message says what to do."""
+
+
+def sql_list(values: Iterable[Any]) -> str:
+    """Values as a SQL list: strings quoted (quotes doubled), numbers as they are."""
+    items = []
+    for value in values:
+        if isinstance(value, str):
+            items.append("'" + value.replace("'", "''") + "'")
+        else:
+            items.append(str(int(value)))
+    return ", ".join(items)
+
+
+def _properties(metadata: dict[str, Any]):
+    from deltalake import CommitProperties
+
+    return CommitProperties(custom_metadata={"tool": TOOL, **metadata})
+
+
+def check_output(output: str | Path) -> None:
+    """Refuse an output folder the tool cannot own: a file, the old layout, foreign files."""
+    root = Path(output)
+    if not root.exists() or (root / LOG_DIR).is_dir():
+        return
+    if not root.is_dir():
+        raise TableError(f"{output}: exists and is not a folder")
+    if any(root.glob("policy_id=*/part-*.parquet")):
+        raise TableError(
+            f"{output}: holds labels in the old chunk-file layout (safeguard-batch 0.1); "
+            f"convert it once with: safeguard-batch migrate {output} --source-root DIR"
+        )
+    foreign = sorted(p.name for p in root.iterdir() if not p.name.startswith(("_", ".")))
+    if foreign:
+        raise TableError(
+            f"{output}: is not a label table (no {LOG_DIR}) and holds other files "
+            f"({', '.join(foreign[:3])}); choose an empty or new folder for --output"
+        )
+
+
+class LabelTable:
+    """One output's Delta table: create, read the current rows of some files, upsert."""
+
+    def __init__(self, output: str | Path) -> None:
+        self.output = str(output)
+        self.path = Path(output)
+
+    def exists(self) -> bool:
+        return (self.path / LOG_DIR).is_dir()
+
+    def open(self, version: int | None = None):
+        """The table (at ``version``, or its latest); a broken log is a :class:`TableError`."""
+        from deltalake import DeltaTable
+        from deltalake.exceptions import DeltaError, TableNotFoundError
+
+        check_output(self.path)
+        try:
+            return DeltaTable(self.output, version=version)
+        except TableNotFoundError as exc:
+            raise TableError(f"{self.output}: no label table here ({exc})") from exc
+        except (DeltaError, OSError, ValueError) as exc:
+            raise TableError(
+                f"{self.output}: the table's log ({LOG_DIR}) cannot be read: {exc}"
+            ) from exc
+
+    def ensure(self) -> None:
+        """Create the (empty) table if the folder holds none yet."""
+        check_output(self.path)
+        if self.exists():
+            return
+        from deltalake import DeltaTable
+
+        self.path.mkdir(parents=True, exist_ok=True)
+        with commit_lock(self.path):
+            if not self.exists():
+                DeltaTable.create(
+                    self.output,
+                    schema=OUTPUT_SCHEMA,
+                    partition_by=["policy_id"],
+                    configuration=TABLE_CONFIGURATION,
+                    commit_properties=_properties({"purpose": "create"}),
+                )
+
+    def version(self) -> int | None:
+        return self.open().version() if self.exists() else None
+
+    def current(
+        self, source_files: Sequence[str], policy_ids: Sequence[str], columns: Sequence[str]
+    ) -> pa.Table:
+        """The current rows of some source files under some policies (files pruned by the log's
+        statistics, so the cost follows those files, not the table)."""
+        import polars as pl
+
+        if not self.exists() or not source_files or not policy_ids:
+            return OUTPUT_SCHEMA.empty_table().select(list(columns))
+        wanted = pl.col("policy_id").is_in(list(policy_ids)) & pl.col("source_file").is_in(
+            list(source_files)
+        )
+        frame = pl.scan_delta(self.open()).filter(wanted).select(list(columns)).collect()
+        return frame.to_arrow()
+
+    def upsert(self, rows: pa.Table, metadata: dict[str, Any]) -> int:
+        """Insert ``rows``, replacing the current row of every key they hold; one commit.
+
+        Returns the new table version. ``metadata`` (run id, chunks...) goes in the commit.
+        """
+        from deltalake.exceptions import CommitFailedError
+
+        self.ensure()
+        files = sorted(set(rows.column("source_file").to_pylist()))
+        policies = sorted(set(rows.column("policy_id").to_pylist()))
+        predicate = " AND ".join(
+            [*(f"t.{k} = s.{k}" for k in KEY)]
+            + [f"t.policy_id IN ({sql_list(policies)})", f"t.source_file IN ({sql_list(files)})"]
+        )
+        with commit_lock(self.path):
+            for attempt in range(COMMIT_RETRIES):
+                table = self.open()
+                try:
+                    table.merge(
+                        rows.cast(OUTPUT_SCHEMA),
+                        predicate,
+                        source_alias="s",
+                        target_alias="t",
+                        commit_properties=_properties(metadata),
+                    ).when_matched_update_all().when_not_matched_insert_all().execute()
+                    return table.version()
+                except CommitFailedError:  # another writer (compaction, say) got in first
+                    if attempt == COMMIT_RETRIES - 1:
+                        raise
+                    time.sleep(0.2 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def append(self, rows: pa.Table, metadata: dict[str, Any]) -> int:
+        """Bulk-load rows whose keys the table does not hold yet (a migration, a benchmark's
+        history): a plain append, without the upsert's key matching."""
+        from deltalake import write_deltalake
+
+        self.ensure()
+        with commit_lock(self.path):
+            write_deltalake(
+                self.output,
+                rows.cast(OUTPUT_SCHEMA),
+                mode="append",
+                commit_properties=_properties(metadata),
+            )
+        return self.open().version()
+
+    def delete_rows(self, source_file: str, policy_id: str, from_row: int) -> int:
+        """Remove the current rows ``from_row`` onwards of a source file that has shrunk."""
+        if not self.exists():
+            return 0
+        predicate = (
+            f"policy_id = {sql_list([policy_id])} AND source_file = {sql_list([source_file])} "
+            f"AND source_row >= {int(from_row)}"
+        )
+        with commit_lock(self.path):
+            metrics = self.open().delete(
+                predicate, commit_properties=_properties({"purpose": "a file shrank"})
+            )
+        return int(metrics.get("num_deleted_rows", 0))
+
+    def foreign_changes(self, since: int) -> int:
+        """How many commits after version ``since`` changed data without this tool."""
+        latest = self.version()
+        if latest is None or latest <= since:
+            return 0
+        commits = self.open().history(limit=latest - since)
+        return sum(
+            1
+            for c in commits
+            if c.get("tool") != TOOL and c.get("operation") not in _DATA_PRESERVING
+        )
+
+    def scan(self, version: int | None = None):
+        """The table (at ``version``, or its current version) as a polars LazyFrame."""
+        import polars as pl
+
+        if not self.exists():
+            return pl.from_arrow(OUTPUT_SCHEMA.empty_table()).lazy()
+        return pl.scan_delta(self.open(version))
