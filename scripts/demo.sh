@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The end-to-end demo on a CPU: train the tiny model (cached), convert the SMS data, label it
-# under both policies with the real vLLM engine, and score the labels against gold.
+# The end-to-end demo on a CPU: train the tiny model (cached), convert the held-out SMS
+# messages (the 20% it never trained on), label them under both policies with the real vLLM
+# engine, and score the labels against gold.
 # Sets up .venv first when it is missing or stale.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +14,8 @@ if [ ! -f "$MODEL/tiny_model.json" ]; then
   $PY scripts/make_tiny_model.py "$MODEL" --train --data-dir "$SHARED/data"
 fi
 rm -rf demo/sms demo/labels
-$PY scripts/sms_to_parquet.py demo/sms --shards 4 --source "$SHARED/data/sms-spam-collection/SMSSpamCollection"
+$PY scripts/sms_to_parquet.py demo/sms --shards 4 --split heldout \
+  --source "$SHARED/data/sms-spam-collection/SMSSpamCollection"
 .venv/bin/safeguard-batch label \
   --input demo/sms \
   --policy policies/spam.md --policy policies/harassment.md \
