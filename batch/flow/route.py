@@ -1,10 +1,12 @@
 """Prefilter routing: items a cheap classifier scores below its threshold get label 0 without
 a request; a reproducible share of them (``--audit-rate``) goes to the model anyway, so the
-prefilter's miss rate is measured."""
+prefilter's miss rate is measured. An item whose score is not a finite number goes to the
+model."""
 
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -40,6 +42,8 @@ def route(
         texts = [tasks[c.task].chunk.texts[c.item.row] or "" for c in mine]
         policy_sha = tasks[mine[0].task].policy.sha256
         for candidate, score in zip(mine, prefilter.scores(texts), strict=True):
+            if not math.isfinite(score):  # a score that says nothing never decides a row
+                continue
             candidate.prefilter_score = float(score)
             if score >= prefilter.threshold:
                 continue

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from batch.policy.files import Policy
+from batch.prefilter.card import check_arrays, check_card
 from batch.prefilter.features import FeatureSpec, PrefilterError, features, term_counts
 
 CARD = "card.json"
@@ -84,28 +85,29 @@ def save(prefilter: Prefilter, directory: str | Path) -> Path:
 
 
 def load(directory: str | Path) -> Prefilter:
-    """Read a prefilter; refuses anything but plain arrays whose hash matches the card."""
+    """Read a prefilter; refuses anything but a valid card and plain, finite arrays of the
+    right shapes whose hash matches the card (``card.check_card``, ``card.check_arrays``)."""
     directory = Path(directory)
     try:
         card = json.loads((directory / CARD).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:
         raise PrefilterError(f"{directory}: no readable {CARD} ({exc})") from exc
-    if card.get("format") != FORMAT:
+    if not isinstance(card, dict) or card.get("format") != FORMAT:
         raise PrefilterError(f"{directory}: {CARD} is not a {FORMAT} card")
-    weights = directory / card.get("weights", WEIGHTS)
+    weights = check_card(card, directory)
     try:
         raw = weights.read_bytes()
     except OSError as exc:
         raise PrefilterError(f"{directory}: cannot read {weights.name}: {exc}") from exc
-    if hashlib.sha256(raw).hexdigest() != card.get("weights_sha256"):
+    if hashlib.sha256(raw).hexdigest() != card["weights_sha256"]:
         raise PrefilterError(f"{weights}: sha256 differs from the card's weights_sha256")
     try:
-        with np.load(weights, allow_pickle=False) as arrays:
-            coef = arrays["coef"].astype(np.float64)
-            intercept = float(arrays["intercept"][0])
-            idf = [arrays["idf_word"].astype(np.float64), arrays["idf_char"].astype(np.float64)]
+        with np.load(weights, allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
     except (ValueError, KeyError, OSError) as exc:
         raise PrefilterError(f"{weights}: not a prefilter weights file ({exc})") from exc
+    spec = FeatureSpec.from_dict(card["features"])
+    coef, intercept, idf = check_arrays(arrays, spec, weights)
     return Prefilter(card, coef, intercept, idf, str(directory))
 
 
