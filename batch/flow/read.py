@@ -92,10 +92,39 @@ def inspect_inputs(
     return good, bad
 
 
+HEX_PREFIX = "hex:"
+
+
+def bytes_id(value: bytes) -> str:
+    """One rule per value, whatever else is in its batch: UTF-8 text when the bytes are valid
+    UTF-8, else ``hex:`` and their hexadecimal digits."""
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return HEX_PREFIX + value.hex()
+
+
+def _is_bytes_or_text(arrow_type: pa.DataType) -> bool:
+    return (
+        pa.types.is_binary(arrow_type)
+        or pa.types.is_large_binary(arrow_type)
+        or pa.types.is_fixed_size_binary(arrow_type)
+        or is_text_type(arrow_type)
+    )
+
+
 def _ids_as_strings(ids: pa.Array) -> pa.Array:
-    """Ids of any Arrow type as strings: a cast where Arrow has one, else Python's ``str``."""
+    """Ids of any Arrow type as strings: bytes (and text that is not valid UTF-8) by
+    ``bytes_id``, value by value; other types by Arrow's cast, else Python's ``str``."""
     if pa.types.is_dictionary(ids.type):
         ids = ids.dictionary_decode()
+    if _is_bytes_or_text(ids.type) and not pa.types.is_null(ids.type):
+        try:  # all valid UTF-8 (the usual case): Arrow's cast gives what bytes_id would
+            ids.validate(full=True)
+            return ids.cast(pa.string())
+        except pa.ArrowInvalid:
+            raw = ids.cast(pa.large_binary()).to_pylist()
+            return pa.array([None if v is None else bytes_id(v) for v in raw], pa.string())
     try:
         return ids.cast(pa.string())
     except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
