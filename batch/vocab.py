@@ -7,8 +7,10 @@ copy and explains, in one message, how to provide it.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,6 +29,38 @@ HOW_TO_PROVIDE = (
     f"Copy {VOCAB_FILE} (sha256 {VOCAB_SHA256}) into a local folder, from {VOCAB_URL} or "
     f"from another machine, and point {VOCAB_ENV}=/that/folder (or pass --vocab-dir) at it."
 )
+
+
+# Byte-pair encoding costs time quadratic in the length of a pre-token (a base64 blob, a
+# 1.5M-character "word", a million spaces). Long texts are therefore encoded in pieces of at
+# most MAX_PIECE characters, cut where o200k's pre-tokenizer always cuts: after a character
+# that is not white space and before a single space and an ASCII letter ("word| next"). No
+# pre-token spans such a place (a word never takes a space after it, a space takes the letters
+# after it), and the pattern's only look-ahead (white space not followed by text) sees the
+# same character before it, so the pieces' tokens are exactly the whole text's tokens.
+# Only a stretch of MAX_PIECE characters with no such place (not prose) is cut hard: its
+# tokens still decode to the same text, their count may differ by a few.
+MAX_PIECE = 2000
+WORD_BOUNDARY = re.compile(r"(?<=\S)(?= [A-Za-z])")
+
+
+def encoding_pieces(text: str) -> tuple[list[str], list[int]]:
+    """The text in pieces of at most ``MAX_PIECE`` characters, cut at word boundaries where
+    there is one; also the positions of the hard cuts (where there was none)."""
+    if len(text) <= MAX_PIECE:
+        return [text], []
+    cuts = [match.start() for match in WORD_BOUNDARY.finditer(text)]
+    pieces, hard, start = [], [], 0
+    while len(text) - start > MAX_PIECE:
+        below = bisect.bisect_right(cuts, start + MAX_PIECE) - 1
+        at_boundary = below >= 0 and cuts[below] > start
+        end = cuts[below] if at_boundary else start + MAX_PIECE
+        if not at_boundary:
+            hard.append(end)
+        pieces.append(text[start:end])
+        start = end
+    pieces.append(text[start:])
+    return pieces, hard
 
 
 class VocabError(UsageError):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from batch.vocab import load_encoding
+from batch.vocab import encoding_pieces, load_encoding
 
 if TYPE_CHECKING:  # pragma: no cover
     from batch.policy.files import Policy
@@ -60,9 +60,17 @@ def content_tokens(content: str) -> tuple[int, ...]:
 
     The job plans policy-major over a batch of at most ``--batch-size`` requests, so a cache
     of this size serves every policy of a batch from one encoding; special-token text stays
-    plain text (``disallowed_special=()``).
+    plain text (``disallowed_special=()``). Long contents are encoded in pieces
+    (``batch.vocab.encoding_pieces``), so a row's cost grows linearly with its length.
     """
-    return tuple(load_encoding().encode(content, disallowed_special=()))
+    encoding = load_encoding()
+    pieces, _ = encoding_pieces(content)
+    if len(pieces) == 1:
+        return tuple(encoding.encode(content, disallowed_special=()))
+    tokens: list[int] = []
+    for piece in pieces:
+        tokens += encoding.encode(piece, disallowed_special=())
+    return tuple(tokens)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from batch.errors import UsageError
+from batch.vocab import MAX_PIECE, encoding_pieces
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -33,7 +34,7 @@ else:  # pragma: no cover - exercised only on Python 3.10
 
 OUTPUT_FORMATS = ("binary", "json")
 FRONT_MATTER_FENCE = "+++"
-POLICY_ID_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+POLICY_ID_PATTERN = re.compile(r"[a-z][a-z0-9_-]{0,63}")  # matched whole (fullmatch)
 
 
 class PolicyError(UsageError):
@@ -88,7 +89,7 @@ def parse_policy(source: str, sha256: str, path: str = "<policy>") -> Policy:
     if missing:
         raise PolicyError(f"{path}: front matter lacks {', '.join(missing)}")
     policy_id = str(meta["id"])
-    if not POLICY_ID_PATTERN.match(policy_id):
+    if not POLICY_ID_PATTERN.fullmatch(policy_id):
         raise PolicyError(
             f"{path}: id {policy_id!r} must be lower-case letters, digits, '-' or '_', "
             "starting with a letter (it names an output partition)"
@@ -98,6 +99,13 @@ def parse_policy(source: str, sha256: str, path: str = "<policy>") -> Policy:
         raise PolicyError(f"{path}: output {output!r} must be one of {', '.join(OUTPUT_FORMATS)}")
     if not body.strip():
         raise PolicyError(f"{path}: the policy body (text after the front matter) is empty")
+    _, hard = encoding_pieces(body)
+    if hard:
+        raise PolicyError(
+            f"{path}: the policy holds {MAX_PIECE} characters without a word boundary (near "
+            f"character {hard[0]}); a policy is prose, and the tokenizer's cost grows with the "
+            "square of such a stretch"
+        )
     return Policy(
         id=policy_id,
         version=str(meta["version"]),

@@ -105,7 +105,7 @@ def _check_front_matter(report: LintReport, meta: dict[str, Any]) -> None:
             report.errors.append(f"front matter has no '{key}' ({why})")
     policy_id = meta.get("id")
     report.policy_id = None if policy_id is None else str(policy_id)
-    if policy_id is not None and not POLICY_ID_PATTERN.match(str(policy_id)):
+    if policy_id is not None and not POLICY_ID_PATTERN.fullmatch(str(policy_id)):
         report.errors.append(f"id {policy_id!r} must be lower-case letters, digits, '-' or '_'")
     output = meta.get("output")
     if output is not None and output not in OUTPUT_FORMATS:
