@@ -12,6 +12,7 @@ EXIT_USAGE = 2  # bad option, policy, vocabulary or model path
 EXIT_BAD_INPUT = 3  # an input file is unreadable or lacks the columns
 EXIT_ROWS_FAILED = 4  # the run finished but some rows ended in engine_error
 EXIT_INCOMPLETE = 5  # verify: rows are missing or duplicated
+EXIT_OUTPUT = 6  # the output could not be written (disk full, read-only, a file-size limit)
 
 
 class SafeguardError(Exception):
@@ -30,3 +31,12 @@ class InputError(SafeguardError, ValueError):
     """An input that cannot be used; the message names the file (exit 3)."""
 
     exit_code = EXIT_BAD_INPUT
+
+
+class OutputError(SafeguardError, OSError):
+    """The output could not be written; the message names the path and the cause (exit 6).
+
+    What was committed before stays; nothing half-written is visible.
+    """
+
+    exit_code = EXIT_OUTPUT

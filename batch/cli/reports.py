@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Any
 
 import click
@@ -119,7 +118,9 @@ def diff(
     click.echo(text)
     write_json(json_path, report)
     if markdown_path:
-        Path(markdown_path).write_text(text)
+        from batch.output.write import write_text_atomic
+
+        write_text_atomic(markdown_path, text)
 
 
 @cli.command("eval")

@@ -18,7 +18,7 @@ from batch.job.label import Say, run_label, to_stderr
 from batch.job.options import LabelOptions
 from batch.output.layout import candidate_path, diff_path
 from batch.output.table import LabelTable
-from batch.output.write import write_json_atomic
+from batch.output.write import write_json_atomic, write_text_atomic
 from batch.reports.diff import LabelSet, diff_outputs
 from batch.reports.diff_markdown import to_markdown
 from batch.runners.run import new_run_id
@@ -77,7 +77,7 @@ def run_relabel(
     merged["run_id"] = result.run_id
     text = to_markdown(merged)
     write_json_atomic(diff_path(options.output, result.run_id, ".json"), merged)
-    diff_path(options.output, result.run_id, ".md").write_text(text)
+    write_text_atomic(diff_path(options.output, result.run_id, ".md"), text)
     show(text)
     say(f"diff written to {diff_path(options.output, result.run_id, '')}.md and .json")
     return code

@@ -21,6 +21,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from batch.output.failures import writing
+
 CLAIMS_DIR = "_claims"
 LEASE_SECONDS = 120.0
 
@@ -89,6 +91,10 @@ class Claims:
         """Take ``key`` if nobody live holds it; True when this run holds it afterwards."""
         if key in self.held:
             return True
+        with writing(self.folder, "a work claim"):
+            return self._claim(key)
+
+    def _claim(self, key: str) -> bool:
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self._path(key)
         for _ in range(3):

@@ -22,6 +22,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from batch.output.failures import writing
+
 INDEX_DIR = "_index"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -64,7 +66,11 @@ class Index:
         return cls(output) if index_path(output).is_file() else None
 
     def __init__(self, output: str | Path) -> None:
-        path = index_path(output)
+        path = self.path = index_path(output)
+        with writing(path, "the index"):
+            self._connect(path)
+
+    def _connect(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         # One connection per process, used by one thread at a time (a Ray actor calls it from
         # another thread than the one that built it).
@@ -81,13 +87,16 @@ class Index:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+        """One write transaction; a failure rolls it back and names the index."""
+        with writing(self.path, "the index"):
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
 
     def file(self, source_file: str) -> FileRecord | None:
         row = self.db.execute(
@@ -122,8 +131,12 @@ class Index:
         return int(row[0]) if row else -1
 
     def saw_table_version(self, version: int) -> None:
-        self.db.execute("INSERT OR REPLACE INTO meta VALUES ('table_version', ?)", (str(version),))
+        with self.transaction():
+            self.db.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('table_version', ?)", (str(version),)
+            )
 
     def forget_complete(self) -> None:
         """Trust no completeness mark: another writer changed the table behind our back."""
-        self.db.execute("UPDATE progress SET complete = 0")
+        with self.transaction():
+            self.db.execute("UPDATE progress SET complete = 0")

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from batch.output.failures import writing
+
 LOCKS_DIR = "_locks"
 
 
@@ -20,8 +22,9 @@ LOCKS_DIR = "_locks"
 def commit_lock(output: str | Path) -> Iterator[None]:
     """Hold the output's commit lock for the duration of the ``with`` block."""
     folder = Path(output) / LOCKS_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / "commit.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    with writing(folder, "the commit lock"):
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder / "commit.lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

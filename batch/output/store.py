@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from batch.output.failures import writing
 from batch.output.index import Index
 from batch.output.schema import OK
 
@@ -103,7 +104,8 @@ class LabelStore:
     def __init__(self, index: Index) -> None:
         self.index = index
         self.db = index.db
-        self.db.executescript(_TABLES)
+        with writing(index.path, "the index"):
+            self.db.executescript(_TABLES)
 
     def _lookup(self, table: str, work: bytes, contents: list[bytes]) -> dict[bytes, str]:
         found: dict[bytes, str] = {}

@@ -18,6 +18,7 @@ from typing import Any
 import pyarrow as pa
 
 from batch.errors import UsageError
+from batch.output.failures import writing
 from batch.output.locks import commit_lock
 from batch.output.schema import OUTPUT_SCHEMA
 
@@ -107,8 +108,7 @@ class LabelTable:
             return
         from deltalake import DeltaTable
 
-        self.path.mkdir(parents=True, exist_ok=True)
-        with commit_lock(self.path):
+        with writing(self.output, "the label table"), commit_lock(self.path):
             if not self.exists():
                 DeltaTable.create(
                     self.output,
@@ -133,7 +133,17 @@ class LabelTable:
         wanted = pl.col("policy_id").is_in(list(policy_ids)) & pl.col("source_file").is_in(
             list(source_files)
         )
-        frame = pl.scan_delta(self.open()).filter(wanted).select(list(columns)).collect()
+        try:
+            frame = pl.scan_delta(self.open()).filter(wanted).select(list(columns)).collect()
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # polars' Rust panics are not Exceptions
+            if not isinstance(exc, (pl.exceptions.PolarsError, OSError)) and not _is_panic(exc):
+                raise
+            raise TableError(
+                f"{self.output}: a data file cannot be read ({exc.__class__.__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''}); restore it from a backup"
+            ) from exc
         return frame.to_arrow()
 
     def upsert(self, rows: pa.Table, metadata: dict[str, Any]) -> int:
@@ -150,7 +160,7 @@ class LabelTable:
             [*(f"t.{k} = s.{k}" for k in KEY)]
             + [f"t.policy_id IN ({sql_list(policies)})", f"t.source_file IN ({sql_list(files)})"]
         )
-        with commit_lock(self.path):
+        with writing(self.output, "the label table"), commit_lock(self.path):
             for attempt in range(COMMIT_RETRIES):
                 table = self.open()
                 try:
@@ -174,7 +184,7 @@ class LabelTable:
         from deltalake import write_deltalake
 
         self.ensure()
-        with commit_lock(self.path):
+        with writing(self.output, "the label table"), commit_lock(self.path):
             write_deltalake(
                 self.output,
                 rows.cast(OUTPUT_SCHEMA),
@@ -191,7 +201,7 @@ class LabelTable:
             f"policy_id = {sql_list([policy_id])} AND source_file = {sql_list([source_file])} "
             f"AND source_row >= {int(from_row)}"
         )
-        with commit_lock(self.path):
+        with writing(self.output, "the label table"), commit_lock(self.path):
             metrics = self.open().delete(
                 predicate, commit_properties=_properties({"purpose": "a file shrank"})
             )
@@ -216,3 +226,8 @@ class LabelTable:
         if not self.exists():
             return pl.from_arrow(OUTPUT_SCHEMA.empty_table()).lazy()
         return pl.scan_delta(self.open(version))
+
+
+def _is_panic(exc: BaseException) -> bool:
+    """A Rust panic surfaced by pyo3 (``pyo3_runtime.PanicException``, a BaseException)."""
+    return type(exc).__name__ == "PanicException"
