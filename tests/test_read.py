@@ -13,7 +13,10 @@ def test_inputs_accept_directories_files_and_globs(tmp_path):
     found = resolve_inputs([str(tmp_path)])
     assert [p.rsplit("/", 1)[1] for p in found] == ["a.parquet", "b.parquet"]
     assert resolve_inputs([str(tmp_path / "a.parquet")]) == [str(tmp_path / "a.parquet")]
-    assert len(resolve_inputs([str(tmp_path / "**" / "*.parquet")])) == 3
+    # Globs skip hidden names too (issue 15), as folder expansion always did.
+    assert len(resolve_inputs([str(tmp_path / "**" / "*.parquet")])) == 2
+    # An explicitly named hidden file is still read.
+    assert len(resolve_inputs([str(tmp_path / "_hidden.parquet")])) == 1
     # Repeats collapse to one.
     assert len(resolve_inputs([str(tmp_path), str(tmp_path / "a.parquet")])) == 2
 

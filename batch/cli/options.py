@@ -6,10 +6,25 @@ their defaults are the only defaults: job specs are parsed by the same declarati
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
 import click
+
+INT32_MAX = 2**31 - 1  # token counts are int32 columns
+
+
+class Finite(click.FloatRange):
+    """A float range that also refuses NaN and infinity (which no bound would catch)."""
+
+    name = "finite float"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
 
 
 def options(decorators: list[Callable[[Any], Any]]) -> Callable[[Any], Any]:
@@ -82,11 +97,11 @@ EFFORT_OPTION = click.option(
 ENGINE_OPTIONS = [
     click.option("--model", required=True, help="Local model directory (no hub downloads)."),
     EFFORT_OPTION,
-    click.option("--temperature", type=float, default=1.0, show_default=True),
-    click.option("--top-p", type=float, default=1.0, show_default=True),
+    click.option("--temperature", type=Finite(0.0, 100.0), default=1.0, show_default=True),
+    click.option("--top-p", type=Finite(0.0, 1.0, min_open=True), default=1.0, show_default=True),
     click.option(
         "--max-tokens",
-        type=click.IntRange(1),
+        type=click.IntRange(1, INT32_MAX),
         default=1024,
         show_default=True,
         help="Completion budget; a truncated analysis never reaches a verdict.",
@@ -94,13 +109,13 @@ ENGINE_OPTIONS = [
     click.option("--tensor-parallel-size", type=click.IntRange(1), default=1, show_default=True),
     click.option(
         "--gpu-memory-utilization",
-        type=click.FloatRange(0.05, 1.0),
+        type=Finite(0.05, 1.0),
         default=0.90,
         show_default=True,
     ),
     click.option(
         "--max-model-len",
-        type=click.IntRange(1),
+        type=click.IntRange(1, INT32_MAX),
         default=None,
         help="Context length; longer prompts get status too_long. Default: the model's.",
     ),
@@ -150,7 +165,7 @@ RUN_OPTIONS = [
     ),
     click.option(
         "--max-attempts",
-        type=click.IntRange(1),
+        type=click.IntRange(1, 32767),
         default=3,
         show_default=True,
         help="Tries per row for parse_error, truncated and engine_error (each with a fresh seed).",
@@ -197,7 +212,7 @@ PREFILTER_OPTIONS = [
     ),
     click.option(
         "--audit-rate",
-        type=click.FloatRange(0.0, 1.0),
+        type=Finite(0.0, 1.0),
         default=0.02,
         show_default=True,
         help="Share of prefiltered items sent to the model anyway, to measure the "
@@ -246,7 +261,7 @@ SCALE_OUT_OPTIONS = [
     ),
     click.option(
         "--gpus-per-replica",
-        type=click.FloatRange(0),
+        type=Finite(0),
         default=None,
         help="--runner ray: GPUs per actor. Default: --tensor-parallel-size (0 on CPU).",
     ),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from batch.cli.base import cli
+from batch.cli.options import Finite
 
 
 @cli.group("prefilter")
@@ -30,7 +31,7 @@ def prefilter_group() -> None:
 @click.option("--text-column", default="text", show_default=True)
 @click.option(
     "--recall",
-    type=click.FloatRange(0.5, 1.0),
+    type=Finite(0.5, 1.0),
     default=0.99,
     show_default=True,
     help="Recall of violations to keep on held-out data.",

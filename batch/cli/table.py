@@ -7,6 +7,7 @@ import json
 import click
 
 from batch.cli.base import cli
+from batch.cli.options import Finite
 
 
 @cli.command()
@@ -27,7 +28,7 @@ from batch.cli.base import cli
 @click.option(
     "--vacuum",
     "vacuum_hours",
-    type=click.FloatRange(0),
+    type=Finite(0),
     default=None,
     metavar="HOURS",
     help="Then delete data files that no table version younger than HOURS needs (time "

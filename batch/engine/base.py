@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
+
+from batch.errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -14,6 +17,15 @@ class SamplingSettings:
     temperature: float = 1.0
     top_p: float = 1.0
     max_tokens: int = 1024
+
+    def __post_init__(self) -> None:
+        """Refuse settings no engine can use (NaN compares false with every bound)."""
+        if not (math.isfinite(self.temperature) and self.temperature >= 0):
+            raise UsageError(f"temperature must be a finite number >= 0, not {self.temperature}")
+        if not (math.isfinite(self.top_p) and 0 < self.top_p <= 1):
+            raise UsageError(f"top_p must be in (0, 1], not {self.top_p}")
+        if not 1 <= self.max_tokens <= 2**31 - 1:
+            raise UsageError(f"max_tokens must be from 1 to 2^31 - 1, not {self.max_tokens}")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from batch.errors import UsageError
 from batch.flow.combined import combined_policy
 from batch.flow.config import JobConfig
 from batch.flow.plan import settings_sha256
@@ -47,6 +48,22 @@ class JobPrompts:
             self.model_fingerprint,
             self.settings,
         )
+
+    def check_fits(self, max_model_len: int | None, max_tokens: int) -> None:
+        """Refuse a run in which no row could fit: a policy's prefix, the message framing, one
+        token of content and ``max_tokens`` must fit in the context."""
+        if max_model_len is None:
+            return
+        for policy_id, prefix in self.prefixes.items():
+            framing = len(prefix.user_open) + len(prefix.user_close) + len(prefix.assistant_open)
+            needed = len(prefix.token_ids) + framing + 1 + max_tokens
+            if needed > max_model_len:
+                raise UsageError(
+                    f"policy {policy_id}: its prompt prefix is {len(prefix.token_ids)} tokens; "
+                    f"with the message framing ({framing}), one token of content and "
+                    f"--max-tokens {max_tokens} a prompt needs {needed} tokens, more than "
+                    f"--max-model-len {max_model_len}: every row would be too_long"
+                )
 
     def seed_sha256(self, policy: Policy) -> str:
         """The policy hash that seeds requests: the combined prompt's in combined mode."""

@@ -12,6 +12,7 @@ again; when they differ, the full hash decides (a copy with new times is still u
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import hashlib
 import os
@@ -41,29 +42,103 @@ class InputFile:
             object.__setattr__(self, "source_file", self.path)
 
 
-def _is_data_file(path: Path) -> bool:
-    hidden = any(part.startswith((".", "_")) for part in path.parts[-1:])
-    return path.is_file() and not hidden and path.suffix.lower() in PARQUET_SUFFIXES
+def _hidden(name: str) -> bool:
+    """Spark, Hive and Delta's convention: ``_SUCCESS``, ``_delta_log``, ``.part-0.crc``..."""
+    return name.startswith((".", "_"))
+
+
+def _data_files(folder: Path) -> list[Path]:
+    """The Parquet files below a folder, leaving out hidden files and folders at any depth."""
+    found = []
+    for directory, folders, files in os.walk(folder):
+        folders[:] = [name for name in folders if not _hidden(name)]
+        found += [
+            Path(directory) / name
+            for name in files
+            if not _hidden(name) and Path(name).suffix.lower() in PARQUET_SUFFIXES
+        ]
+    return sorted(found)
+
+
+def _glob(spec: str) -> tuple[list[Path], Path]:
+    """A pattern's files, and folders expanded like a folder; hidden matches left out."""
+    root = _glob_root(spec)
+    matches: list[Path] = []
+    for hit in map(Path, sorted(glob.glob(spec, recursive=True))):
+        below = hit.relative_to(root).parts if hit.is_relative_to(root) else hit.parts
+        if any(_hidden(part) for part in below):
+            continue
+        if hit.is_dir():
+            matches += _data_files(hit)
+        elif hit.is_file():
+            matches.append(hit)
+    if not matches:
+        raise InputError(f"{spec}: pattern matches no Parquet files")
+    return matches, root
 
 
 def _matches(spec: str) -> tuple[list[Path], Path]:
-    """The files an ``--input`` names, and the folder their identities are relative to."""
+    """The files an ``--input`` names, and the folder their identities are relative to.
+
+    A file named explicitly is always taken; folders and patterns leave out names that start
+    with ``_`` or ``.`` (and, in folders, files that are not ``.parquet``).
+    """
     path = Path(spec)
     if path.is_dir():
-        matches = [p for p in sorted(path.rglob("*")) if _is_data_file(p)]
+        matches = _data_files(path)
         if not matches:
             raise InputError(f"{spec}: directory holds no Parquet files")
         return matches, path
     if path.is_file():
         return [path], path.parent
     if glob.has_magic(spec):
-        matches = [Path(p) for p in sorted(glob.glob(spec, recursive=True)) if Path(p).is_file()]
-        if not matches:
-            raise InputError(f"{spec}: pattern matches no files")
-        static = [part for part in Path(spec).parts]
-        cut = next(i for i, part in enumerate(static) if glob.has_magic(part))
-        return matches, Path(*static[:cut]) if cut else Path(".")
+        return _glob(spec)
     raise InputError(f"{spec}: no such file or directory")
+
+
+def check_output_outside(specs: list[str], output: str) -> None:
+    """Refuse an output that an input would read: its own files would become input.
+
+    An output inside an input folder (or under a pattern's match) is refused unless its name
+    there starts with ``_`` or ``.``, which expansion leaves out (``--output data/_labels``).
+    """
+    inside = Path(os.path.abspath(output))
+    for spec in specs:
+        if Path(spec).is_file() or not _reads(spec, inside):
+            continue
+        raise UsageError(
+            f"--output {output} is inside --input {spec}: the table's own files would be "
+            "read as input on the next run; write it elsewhere, or give it a name starting "
+            "with '_' (left out when inputs are expanded)"
+        )
+
+
+def _reads(spec: str, output: Path) -> bool:
+    """Whether expanding ``spec`` (a folder or a pattern) could reach files under ``output``."""
+    root, pattern = _split_glob(spec) if glob.has_magic(spec) else (Path(spec), ())
+    root = Path(os.path.abspath(root))
+    if output == root:
+        return True
+    if not output.is_relative_to(root):
+        return False
+    below = output.relative_to(root).parts
+    if any(_hidden(part) for part in below):
+        return False
+    if any("**" in part for part in pattern):
+        return True
+    pairs = zip(below, pattern, strict=False)  # deeper parts: a matched folder is expanded
+    return all(fnmatch.fnmatchcase(name, part) for name, part in pairs)
+
+
+def _split_glob(spec: str) -> tuple[Path, tuple[str, ...]]:
+    """A pattern's folder before its first wildcard, and its parts from there on."""
+    parts = Path(spec).parts
+    cut = next(i for i, part in enumerate(parts) if glob.has_magic(part))
+    return (Path(*parts[:cut]) if cut else Path(".")), parts[cut:]
+
+
+def _glob_root(spec: str) -> Path:
+    return _split_glob(spec)[0]
 
 
 def resolve_sources(specs: list[str], source_root: str | None = None) -> list[tuple[str, str]]:

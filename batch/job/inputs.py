@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from batch.errors import InputError, UsageError
 from batch.flow.read import inspect_inputs
-from batch.flow.sources import InputFile, resolve_sources
+from batch.flow.sources import InputFile, check_output_outside, resolve_sources
 from batch.job.options import InputOptions
 from batch.output.index import Index
 from batch.output.table import check_output
@@ -21,6 +21,7 @@ def load_policies_and_inputs(
     naming the file. Files the output's index knows unchanged are not read.
     """
     check_output(options.output)
+    check_output_outside(list(options.inputs), options.output)
     policies = load_policies(list(options.policies))
     try:
         sources = resolve_sources(list(options.inputs), options.source_root)

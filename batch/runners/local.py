@@ -89,6 +89,7 @@ def run_label_job(config: JobConfig, engine: Engine, progress: bool = False) -> 
 
     LabelTable(config.output).ensure()
     prompts = JobPrompts.for_job(config)
+    prompts.check_fits(config.max_model_len, config.sampling.max_tokens)
     recorder = RunRecorder(config, prompts, engine.describe())
     labeller = Labeller(config, engine, recorder.run_id, prompts)
     sampled = (

@@ -92,6 +92,7 @@ def run_label_job_ray(
     }
     LabelTable(config.output).ensure()
     prompts = JobPrompts.for_job(config)
+    prompts.check_fits(config.max_model_len, config.sampling.max_tokens)
     recorder = RunRecorder(config, prompts, engine)
     with Claims(config.output, recorder.run_id) as claims:
         index = Index(config.output)
