@@ -359,3 +359,14 @@ def test_two_inputs_with_the_same_identity_are_refused(tmp_path, policies):
         resolve_sources([str(tmp_path / "day1"), str(tmp_path / "day2")])
     both = resolve_sources([str(tmp_path / "day1"), str(tmp_path / "day2")], str(tmp_path))
     assert [s for _, s in both] == ["day1/part-0.parquet", "day2/part-0.parquet"]
+
+
+def test_a_corrupt_data_file_is_a_clear_error_naming_it(tmp_path, small_shards, policies):
+    from batch.output.table import TableError
+
+    run([small_shards], policies, tmp_path / "out", answering())
+    for victim in (tmp_path / "out" / "policy_id=spam").glob("*.parquet"):
+        victim.write_bytes(b"PAR1 this is not parquet PAR1")
+    write_parquet(small_shards / "b.parquet", {"id": ["b0"], "text": ["changed"]})
+    with pytest.raises(TableError, match="a data file cannot be read"):
+        run([small_shards], policies, tmp_path / "out", answering())
