@@ -19,4 +19,11 @@ echo "setting up .venv (about 3 minutes)" >&2
 # ("operator torchvision::nms does not exist"). The CPU engine needs none of them.
 .venv/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec triton 2>/dev/null || true
 .venv/bin/python -c "import vllm, openai_harmony; print('vllm', vllm.__version__, 'ready in .venv')"
+# Headless Chromium for the HTML report's browser test (Debian's package; skipped where
+# apt-get is missing or not allowed, and the test then says why it did not run).
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+  { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
+      --no-install-recommends chromium >/dev/null; } || echo "could not install chromium" >&2
+fi
 echo "$WANT" > "$STAMP"

@@ -10,10 +10,26 @@ import click
 
 from batch.cli.base import cli, command_line, to_stderr
 from batch.cli.options import LABEL_OPTIONS, input_options, options
+from batch.cli.report import REPORT_OPTION, write_page
 
 INPUT_HELP = "Parquet file, directory or glob; repeatable."
 
 
+def _with_report(run: Any) -> Any:
+    """Run a job command, then (``--report FILE``) write the output's page, whatever the
+    run's exit code: a page of a partly failed run is the one people need to see."""
+
+    def run_then_report(params: dict[str, Any], command: list[str], job: Any) -> int:
+        page = params.pop("report", None)
+        code = run(params, command, job)
+        if page:
+            write_page(params["output"], page)
+        return code
+
+    return run_then_report
+
+
+@_with_report
 def _label(params: dict[str, Any], command: list[str], job: dict[str, Any] | None) -> int:
     from batch.job.label import run_label
     from batch.job.options import LabelOptions
@@ -22,6 +38,7 @@ def _label(params: dict[str, Any], command: list[str], job: dict[str, Any] | Non
     return code
 
 
+@_with_report
 def _relabel(params: dict[str, Any], command: list[str], job: dict[str, Any] | None) -> int:
     from batch.job.options import LabelOptions
     from batch.job.relabel import run_relabel
@@ -35,6 +52,7 @@ def _relabel(params: dict[str, Any], command: list[str], job: dict[str, Any] | N
 @cli.command()
 @options(input_options(INPUT_HELP))
 @options(LABEL_OPTIONS)
+@REPORT_OPTION
 def label(**params: Any) -> None:
     """Label every input row under every policy."""
     sys.exit(_label(params, command_line(), None))
@@ -43,6 +61,7 @@ def label(**params: Any) -> None:
 @cli.command()
 @options(input_options(INPUT_HELP))
 @options(LABEL_OPTIONS)
+@REPORT_OPTION
 @click.option(
     "--examples",
     type=click.IntRange(0),

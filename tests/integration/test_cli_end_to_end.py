@@ -58,10 +58,14 @@ def test_label_sms_shards_with_two_policies(tmp_path, tiny_random_model):
         "2048",
         "--chunk-size",
         "8",
+        "--report",
+        str(tmp_path / "report.html"),
     ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "31 rows x 2 policies: 62 labelled" in done.stderr
+    page = (tmp_path / "report.html").read_text()
+    assert 'data-figure="spam.rows" data-value="31"' in page  # --report: the page at the end
 
     table = read_output(out)
     assert table.num_rows == 31 * 2

