@@ -13,6 +13,7 @@ from helpers import answering, run
 from test_prefilter import synthetic
 
 from batch.cli import cli
+from batch.errors import EXIT_BAD_INPUT
 from batch.policy.files import load_policies
 from batch.prefilter.model import load, save
 from batch.prefilter.train import train_prefilter
@@ -192,3 +193,23 @@ def _decode(request):
     from batch.vocab import load_encoding
 
     return load_encoding().decode(list(request.prompt_token_ids))
+
+
+def test_a_run_that_fails_keeps_its_exit_code_when_no_report_can_be_written(tmp_path, capsys):
+    from batch.cli.jobs import _with_report
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.parquet").write_bytes(b"not parquet")
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    args = ["label", "--input", str(tmp_path / "in"), "--policy", str(POLICIES / "spam.md"),
+            "--model", str(model), "--output", str(tmp_path / "out"),
+            "--report", str(tmp_path / "r.html")]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == EXIT_BAD_INPUT and not (tmp_path / "r.html").exists()
+    # A run that ends with a failing exit code and no table: that code, and a note.
+    failing = _with_report(lambda params, command, job: 4)
+    params = {"output": str(tmp_path / "nothing"), "report": str(tmp_path / "r.html")}
+    assert failing(params, [], None) == 4
+    assert "report not written" in capsys.readouterr().err

@@ -20,10 +20,15 @@ def _with_report(run: Any) -> Any:
     run's exit code: a page of a partly failed run is the one people need to see."""
 
     def run_then_report(params: dict[str, Any], command: list[str], job: Any) -> int:
+        from batch.errors import SafeguardError
+
         page = params.pop("report", None)
         code = run(params, command, job)
         if page:
-            write_page(params["output"], page)
+            try:
+                write_page(params["output"], page)
+            except SafeguardError as exc:  # the run's own exit code is the one that counts
+                to_stderr(f"report not written: {exc}")
         return code
 
     return run_then_report
