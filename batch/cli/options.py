@@ -75,6 +75,14 @@ def input_options(input_help: str) -> list[Callable[[Any], Any]]:
     ]
 
 
+GOLD_COLUMN_OPTION = click.option(
+    "--gold-column",
+    "gold_columns",
+    multiple=True,
+    metavar="POLICY_ID=COLUMN",
+    help="Gold column for a policy (default: the column named like the policy id).",
+)
+ID_COLUMN_OPTION = click.option("--id-column", default="id", show_default=True)
 JSON_OPTION = click.option(
     "--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Also write JSON."
 )

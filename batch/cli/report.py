@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from batch.cli.base import cli, write_json
-from batch.cli.options import JSON_OPTION
+from batch.cli.options import GOLD_COLUMN_OPTION, ID_COLUMN_OPTION, JSON_OPTION
 
 DEFAULT_PAGE = "_report.html"  # beside the table, under a name table readers ignore
 
@@ -49,14 +49,8 @@ def write_page(
     default=None,
     help="Also score the labels against this gold Parquet file or folder (as 'eval').",
 )
-@click.option(
-    "--gold-column",
-    "gold_columns",
-    multiple=True,
-    metavar="POLICY_ID=COLUMN",
-    help="Gold column for a policy (default: the column named like the policy id).",
-)
-@click.option("--id-column", default="id", show_default=True)
+@GOLD_COLUMN_OPTION
+@ID_COLUMN_OPTION
 @JSON_OPTION
 def report(
     output: str,

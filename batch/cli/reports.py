@@ -8,7 +8,13 @@ from typing import Any
 import click
 
 from batch.cli.base import cli, write_json
-from batch.cli.options import JSON_OPTION, input_options, options
+from batch.cli.options import (
+    GOLD_COLUMN_OPTION,
+    ID_COLUMN_OPTION,
+    JSON_OPTION,
+    input_options,
+    options,
+)
 
 
 @cli.command()
@@ -136,14 +142,8 @@ def diff(
     type=click.Path(exists=True),
     help="Parquet file or folder with an id column and a gold 0/1 column per policy.",
 )
-@click.option(
-    "--gold-column",
-    "gold_columns",
-    multiple=True,
-    metavar="POLICY_ID=COLUMN",
-    help="Gold column for a policy (default: the column named like the policy id).",
-)
-@click.option("--id-column", default="id", show_default=True)
+@GOLD_COLUMN_OPTION
+@ID_COLUMN_OPTION
 @JSON_OPTION
 @click.option(
     "--png",
