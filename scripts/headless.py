@@ -14,6 +14,7 @@ import argparse
 import base64
 import json
 import os
+import select
 import shutil
 import subprocess
 import tempfile
@@ -60,8 +61,12 @@ class Browser:
         os.close(to_child), os.close(from_child)
         self._buffer, self._next_id, self.events = b"", 0, []
 
-    def _read(self) -> dict[str, Any]:
+    def _read(self, timeout: float = 60.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
         while b"\0" not in self._buffer:
+            ready, _, _ = select.select([self._from_browser], [], [], deadline - time.monotonic())
+            if not ready:
+                raise TimeoutError(f"chromium said nothing for {timeout:.0f} s")
             chunk = os.read(self._from_browser, 1 << 16)
             if not chunk:
                 raise RuntimeError("chromium closed the DevTools pipe")
@@ -89,7 +94,7 @@ class Browser:
         while not any(e.get("method") == method for e in self.events):
             if time.monotonic() > deadline:
                 raise TimeoutError(method)
-            self.events.append(self._read())
+            self.events.append(self._read(max(0.1, deadline - time.monotonic())))
 
     def close(self) -> None:
         self.process.kill()
