@@ -64,7 +64,8 @@ class Browser:
     def _read(self, timeout: float = 60.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while b"\0" not in self._buffer:
-            ready, _, _ = select.select([self._from_browser], [], [], deadline - time.monotonic())
+            left = max(0.0, deadline - time.monotonic())
+            ready, _, _ = select.select([self._from_browser], [], [], left)
             if not ready:
                 raise TimeoutError(f"chromium said nothing for {timeout:.0f} s")
             chunk = os.read(self._from_browser, 1 << 16)
