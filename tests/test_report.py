@@ -213,3 +213,15 @@ def test_a_run_that_fails_keeps_its_exit_code_when_no_report_can_be_written(tmp_
     params = {"output": str(tmp_path / "nothing"), "report": str(tmp_path / "r.html")}
     assert failing(params, [], None) == 4
     assert "report not written" in capsys.readouterr().err
+
+
+def test_a_corrupt_data_file_is_a_clear_error_not_a_panic(labelled):
+    for victim in (labelled / "policy_id=spam").glob("*.parquet"):
+        victim.write_bytes(b"PAR1 this is not parquet PAR1")
+    gold = labelled.parent / "in"
+    commands = [["report", str(labelled)],
+                ["eval", "--labels", str(labelled), "--gold", str(gold)],
+                ["diff", str(labelled), str(labelled), "--old-version", "1"]]  # fmt: skip
+    for args in commands:
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 2 and "a data file cannot be read" in result.output, args

@@ -12,6 +12,7 @@ from batch.flow.plan import content_sha256
 from batch.flow.read import parquet_pattern, read_texts
 from batch.output.labels import require_table
 from batch.output.schema import OK
+from batch.output.table import reading
 from batch.policy.files import Policy, load_policy
 from batch.prefilter.model import Prefilter, save
 from batch.prefilter.train import train_prefilter
@@ -38,19 +39,21 @@ def rows_from_labels(
     decisions are never used to train the next prefilter. A row whose text has changed since
     it was labelled (its content hash differs) is left out.
     """
-    frame = (
-        require_table(output)
-        .scan()
-        .filter(
-            (pl.col("policy_id") == policy.id)
-            & (pl.col("policy_sha256") == policy.sha256)
-            & (pl.col("status") == OK)
-            & (pl.col("decided_by").is_null() | (pl.col("decided_by") == "model"))
-        )
-        .select("source_path", "source_row", "label", "content_sha256")
-        .sort("source_path", "source_row")  # a stable order keeps the folds reproducible
-        .collect()
+    mine = (
+        (pl.col("policy_id") == policy.id)
+        & (pl.col("policy_sha256") == policy.sha256)
+        & (pl.col("status") == OK)
+        & (pl.col("decided_by").is_null() | (pl.col("decided_by") == "model"))
     )
+    with reading(output):
+        frame = (
+            require_table(output)
+            .scan()
+            .filter(mine)
+            .select("source_path", "source_row", "label", "content_sha256")
+            .sort("source_path", "source_row")  # a stable order keeps the folds reproducible
+            .collect()
+        )
     if frame.is_empty():
         raise UsageError(
             f"{output}: no ok model labels for {policy.id} at this version "

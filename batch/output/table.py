@@ -11,7 +11,8 @@ under names starting with ``_``, which Delta readers and ``vacuum`` leave alone.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -133,17 +134,8 @@ class LabelTable:
         wanted = pl.col("policy_id").is_in(list(policy_ids)) & pl.col("source_file").is_in(
             list(source_files)
         )
-        try:
+        with reading(self.output):
             frame = pl.scan_delta(self.open()).filter(wanted).select(list(columns)).collect()
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except BaseException as exc:  # polars' Rust panics are not Exceptions
-            if not isinstance(exc, (pl.exceptions.PolarsError, OSError)) and not _is_panic(exc):
-                raise
-            raise TableError(
-                f"{self.output}: a data file cannot be read ({exc.__class__.__name__}: "
-                f"{str(exc).splitlines()[0] if str(exc) else ''}); restore it from a backup"
-            ) from exc
         return frame.to_arrow()
 
     def upsert(self, rows: pa.Table, metadata: dict[str, Any]) -> int:
@@ -228,6 +220,22 @@ class LabelTable:
         return pl.scan_delta(self.open(version))
 
 
-def _is_panic(exc: BaseException) -> bool:
-    """A Rust panic surfaced by pyo3 (``pyo3_runtime.PanicException``, a BaseException)."""
-    return type(exc).__name__ == "PanicException"
+@contextmanager
+def reading(output: str | Path) -> Iterator[None]:
+    """Turn a data file polars cannot read (an error, or a Rust panic, which is not an
+    Exception) into a :class:`TableError` that names the output and the cure."""
+    import polars as pl
+
+    try:
+        yield
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:
+        panic = type(exc).__name__ == "PanicException"  # pyo3_runtime.PanicException
+        if not panic and not isinstance(exc, pl.exceptions.PolarsError | OSError):
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise TableError(
+            f"{output}: a data file cannot be read ({type(exc).__name__}: {first}); "
+            "restore it from a backup"
+        ) from exc

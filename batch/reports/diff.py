@@ -20,6 +20,7 @@ import polars as pl
 from batch.errors import UsageError
 from batch.flow.read import read_texts
 from batch.output.labels import latest_per, require_table
+from batch.output.table import reading
 from batch.reports.intervals import wilson_interval
 
 # Columns a label set can be narrowed by; hashes match by prefix, the rest exactly.
@@ -65,15 +66,13 @@ def load_label_set(
             frame = frame.filter(pl.col(key).str.starts_with(value))
         else:
             frame = frame.filter(pl.col(key) == value)
-    return (
-        latest_per(frame, [*MATCH_KEYS[on], "policy_id"])
-        .with_columns(
-            outcome=pl.when(pl.col("status") == "ok")
-            .then(pl.col("label"))
-            .otherwise(pl.col("status"))
+    outcome = pl.when(pl.col("status") == "ok").then(pl.col("label")).otherwise(pl.col("status"))
+    with reading(output):
+        return (
+            latest_per(frame, [*MATCH_KEYS[on], "policy_id"])
+            .with_columns(outcome=outcome)
+            .collect()
         )
-        .collect()
-    )
 
 
 def _note(row: dict[str, Any], side: str) -> str | None:

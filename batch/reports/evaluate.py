@@ -17,6 +17,7 @@ import polars as pl
 from batch.errors import UsageError
 from batch.flow.read import parquet_pattern
 from batch.output.labels import latest_per, require_table
+from batch.output.table import reading
 from batch.reports.metrics import DEFAULT_RESAMPLES, PolicyScores, bootstrap, ratio, score
 
 
@@ -27,7 +28,8 @@ def latest_labels_by_id(labels_dir: str | Path) -> pl.DataFrame:
         .scan()
         .select("id", "policy_id", "status", "violation", "labelled_at")
     )
-    return latest_per(labels, ["id", "policy_id"]).collect()
+    with reading(labels_dir):
+        return latest_per(labels, ["id", "policy_id"]).collect()
 
 
 def _gold_column(gold: pl.DataFrame, policy_id: str) -> str | None:

@@ -16,6 +16,7 @@ import polars as pl
 
 from batch.output.labels import require_table
 from batch.output.schema import STATUSES
+from batch.output.table import reading
 from batch.reports.intervals import wilson_interval
 
 ORIGINS = ("model", "reused", "duplicate", "prefilter", "planner")
@@ -105,6 +106,11 @@ def _score_histograms(frame: pl.LazyFrame) -> dict[str, list[int]]:
 
 def table_summary(output: str | Path) -> dict[str, Any]:
     """Per-policy figures of the table's current version."""
+    with reading(output):
+        return _summary(output)
+
+
+def _summary(output: str | Path) -> dict[str, Any]:
     table = require_table(output)
     scan = table.scan()
     names = scan.collect_schema().names()
