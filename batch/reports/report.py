@@ -25,7 +25,7 @@ h1{font-size:1.5em}h2{border-bottom:1px solid #cbd5e0;padding-bottom:.2em;margin
 table{border-collapse:collapse;margin:.5em 0;font-size:.9em}
 td,th{border:1px solid #e2e8f0;padding:.2em .5em;text-align:right;vertical-align:top}
 th{background:#f7fafc}table.examples td{text-align:left;max-width:28em}
-table.wide{display:block;overflow-x:auto}.big{font-size:1.1em}.note{color:#4a5568;font-size:.85em}
+table.wide{display:block;overflow-x:auto;font-size:.75em}.big{font-size:1.1em}.note{color:#4a5568;font-size:.85em}
 code{background:#edf2f7;padding:0 .2em}small{color:#4a5568}nav a{margin-right:1em}
 """
 
