@@ -28,11 +28,18 @@ def _collect(frame: pl.LazyFrame) -> pl.DataFrame:
     return frame.collect(engine="streaming")
 
 
+def _rows_where(condition: pl.Expr | None = None) -> pl.Expr:
+    """Rows behind the cells (``n`` each) that meet ``condition``."""
+    rows = pl.col("n")
+    return (rows if condition is None else rows.filter(condition)).sum()
+
+
 def _counts(frame: pl.LazyFrame, column: str, values: tuple[str, ...]) -> dict[str, dict]:
     """Per policy, the number of rows of each value of ``column`` (zeros included)."""
     found: dict[str, dict[str, int]] = {}
-    for row in _collect(frame.group_by("policy_id", column).len()).iter_rows(named=True):
-        found.setdefault(row["policy_id"], {})[str(row[column])] = row["len"]
+    grouped = _collect(frame.group_by("policy_id", column).agg(rows=_rows_where()))
+    for row in grouped.iter_rows(named=True):
+        found.setdefault(row["policy_id"], {})[str(row[column])] = row["rows"]
     return {
         pid: {**{value: counts.get(value, 0) for value in values}, **counts}
         for pid, counts in found.items()
@@ -45,23 +52,23 @@ def _totals(frame: pl.LazyFrame) -> pl.DataFrame:
     return _collect(
         frame.group_by("policy_id")
         .agg(
-            rows=pl.len(),
-            ok=ok.sum(),
-            violations=(ok & pl.col("violation").fill_null(False)).sum(),
-            prefiltered=(pl.col("origin") == "prefilter").sum(),
-            audited=(audited & ok).sum(),
-            audited_violations=(audited & ok & pl.col("violation").fill_null(False)).sum(),
+            rows=_rows_where(),
+            ok=_rows_where(ok),
+            violations=_rows_where(ok & pl.col("violation").fill_null(False)),
+            prefiltered=_rows_where(pl.col("origin") == "prefilter"),
+            audited=_rows_where(audited & ok),
+            audited_violations=_rows_where(audited & ok & pl.col("violation").fill_null(False)),
         )
         .sort("policy_id")
     )
 
 
 def _versions(frame: pl.LazyFrame) -> dict[str, list[dict[str, Any]]]:
-    grouped = frame.group_by("policy_id", "policy_version", "policy_sha256").len()
+    grouped = frame.group_by("policy_id", "policy_version", "policy_sha256").agg(rows=_rows_where())
     found: dict[str, list[dict[str, Any]]] = {}
-    for row in _collect(grouped.sort("len", descending=True)).iter_rows(named=True):
+    for row in _collect(grouped.sort("rows", descending=True)).iter_rows(named=True):
         found.setdefault(row["policy_id"], []).append(
-            {"version": row["policy_version"], "sha256": row["policy_sha256"], "rows": row["len"]}
+            {"version": row["policy_version"], "sha256": row["policy_sha256"], "rows": row["rows"]}
         )
     return found
 
@@ -80,9 +87,9 @@ def _per_run(frame: pl.LazyFrame) -> dict[str, list[dict[str, Any]]]:
     """Per policy and run: the current labels the run wrote and their violation rate."""
     ok = pl.col("status") == "ok"
     grouped = frame.group_by("policy_id", "run_id").agg(
-        rows=pl.len(),
-        ok=ok.sum(),
-        violations=(ok & pl.col("violation").fill_null(False)).sum(),
+        rows=_rows_where(),
+        ok=_rows_where(ok),
+        violations=_rows_where(ok & pl.col("violation").fill_null(False)),
     )
     found: dict[str, list[dict[str, Any]]] = {}
     for row in _collect(grouped.sort("run_id")).iter_rows(named=True):
@@ -114,7 +121,10 @@ def _summary(output: str | Path) -> dict[str, Any]:
     table = require_table(output)
     scan = table.scan()
     names = scan.collect_schema().names()
-    frame = scan.select(_COLUMNS + ["policy_version", "policy_sha256"])
+    # One pass over the table: row counts per combination of what any figure groups by (a
+    # few thousand cells at most); every figure below is aggregated from these cells.
+    grain = _COLUMNS + ["policy_version", "policy_sha256"]
+    frame = _collect(scan.select(grain).group_by(grain).agg(n=pl.len())).lazy()
     statuses = _counts(frame, "status", STATUSES)
     origins = _counts(frame, "origin", ORIGINS)
     versions, runs = _versions(frame), _per_run(frame)
