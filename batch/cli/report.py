@@ -24,12 +24,10 @@ def write_page(
     output: str, html_path: str | None, gold: str | None = None, **options: Any
 ) -> dict[str, Any]:
     """Build the page for ``output``, write it (default: beside the table) and say where."""
-    from batch.output.write import write_text_atomic
-    from batch.reports.report import build_report, render_html
+    from batch.reports.report import write_report
 
     path = html_path or str(Path(output) / DEFAULT_PAGE)
-    data = build_report(output, gold, **options)
-    write_text_atomic(path, render_html(data))
+    data = write_report(output, path, gold, **options)
     click.echo(f"report written to {path} ({Path(path).stat().st_size / 1024:,.0f} KiB)", err=True)
     return data
 
