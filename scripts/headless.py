@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import os
 import select
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -57,6 +59,7 @@ class Browser:
             pass_fds=(3, 4, to_child, from_child),  # kept open past close_fds
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: close() ends every helper too
         )
         os.close(to_child), os.close(from_child)
         self._buffer, self._next_id, self.events = b"", 0, []
@@ -98,7 +101,10 @@ class Browser:
             self.events.append(self._read(max(0.1, deadline - time.monotonic())))
 
     def close(self) -> None:
-        self.process.kill()
+        """Kill the browser and its helper processes, which otherwise go on writing into the
+        profile folder while it is being removed."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
 
 
@@ -122,7 +128,7 @@ def open_page(page: Path, screenshot: Path | None = None, chromium: str | None =
     executable = chromium or find_chromium()
     if executable is None:
         raise FileNotFoundError("no chromium on PATH (Debian: apt-get install chromium)")
-    with tempfile.TemporaryDirectory() as profile:
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         browser = Browser(executable, profile)
         try:
             targets = browser.send("Target.getTargets")["targetInfos"]
