@@ -153,8 +153,16 @@ RUN_OPTIONS = [
         type=click.IntRange(1),
         default=4096,
         show_default=True,
-        help="Requests handed to the engine per generate call; each call's labels are one "
-        "commit to the output table.",
+        help="Requests planned and committed together: each batch's labels are one commit "
+        "to the output table, made as soon as its last request is answered.",
+    ),
+    click.option(
+        "--max-in-flight",
+        type=click.IntRange(1),
+        default=None,
+        help="Requests the engine holds at once; batches overlap in the engine, so it never "
+        "drains between them. Default: 4 x the engine's sequence slots (--max-num-seqs), "
+        "else --batch-size.",
     ),
     click.option(
         "--max-num-seqs",

@@ -1,9 +1,14 @@
-"""What the pipeline needs from an engine: token ids in, token ids and a finish reason out."""
+"""What the pipeline needs from an engine: token ids in, token ids and a finish reason out.
+
+An engine *streams*: it pulls requests while fewer than ``max_in_flight`` are unfinished and
+hands each completion back as soon as it finishes, so the job can write finished work and
+send more while the rest runs (no batch waits for its slowest request).
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Hashable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -48,15 +53,38 @@ class Completion:
     num_cached_tokens: int = 0
 
 
+Keyed = tuple[Hashable, GenerationRequest]
+# A request's key and its completion, or a ``str``: the engine's error for that request alone.
+Finished = tuple[Hashable, "Completion | str"]
+
+
 class Engine(Protocol):
-    """Generates completions for token-id prompts, in request order."""
+    """Runs token-id prompts, streaming: completions come back as they finish."""
 
     name: str
+    slots: int | None  # sequences the engine runs at once (vLLM's max_num_seqs), if known
 
-    def generate(
-        self, requests: Sequence[GenerationRequest], sampling: SamplingSettings
-    ) -> list[Completion]: ...
+    def stream(
+        self, requests: Iterable[Keyed], sampling: SamplingSettings, max_in_flight: int
+    ) -> Iterator[Finished]:
+        """Pull ``(key, request)`` pairs while fewer than ``max_in_flight`` are unfinished;
+        yield ``(key, completion)`` as each finishes, in any order, until both the requests and
+        the engine are exhausted. A request that fails alone yields its error message."""
+        ...
 
     def describe(self) -> dict[str, Any]:
         """Engine settings and versions, for the run manifest."""
         ...
+
+
+def generate(
+    engine: Engine, requests: Sequence[GenerationRequest], sampling: SamplingSettings
+) -> list[Completion | str]:
+    """Every request at once, completions in request order (benchmarks, tests, Ray actors)."""
+    out: list[Completion | str | None] = [None] * len(requests)
+    for key, result in engine.stream(enumerate(requests), sampling, max(1, len(requests))):
+        out[key] = result  # type: ignore[index]
+    missing = [i for i, result in enumerate(out) if result is None]
+    if missing:
+        raise RuntimeError(f"engine returned no completion for {len(missing)} requests")
+    return out  # type: ignore[return-value]

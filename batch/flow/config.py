@@ -35,7 +35,8 @@ class JobConfig:
     id_column: str = "id"
     text_column: str = "text"
     chunk_size: int = 1000
-    batch_size: int = 4096  # requests handed to the engine per generate call
+    batch_size: int = 4096  # requests planned and committed together (one commit)
+    max_in_flight: int | None = None  # requests the engine holds at once; None: 4 x its slots
     max_model_len: int | None = None
     force: bool = False  # redo work even where an earlier run's output exists
     retry_failed: bool = False  # only retry failed rows of existing output

@@ -1,24 +1,26 @@
 """The flow for a group of chunks: plan, decide, generate, parse, write (one commit), count.
 
-Each stage is a function in its own module; the labeller only sequences them, so one group
-of chunks costs one engine call, with requests grouped by policy for the prefix cache, and
-one commit to the output table.
+Each stage is a function in its own module; the labeller only sequences them: ``prepare``
+plans a group (requests grouped by policy for the prefix cache), the engine answers its
+requests (``flow.stream`` keeps many groups in the engine at once), and ``finish`` parses and
+commits it. ``process`` does all three for one group, in one engine call.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timezone
 
-from batch.engine.base import Engine
+from batch.engine.base import Engine, generate
 from batch.flow.answers import parse_answers
 from batch.flow.chunks import Chunk
 from batch.flow.config import JobConfig
-from batch.flow.decide import carry_over, planner_decisions
-from batch.flow.dedup import group_requests, requests_for
-from batch.flow.generate import generate_with_retries
+from batch.flow.decide import Candidate, carry_over, planner_decisions
+from batch.flow.dedup import group_requests
 from batch.flow.plan import PlannedItem, plan_policy
+from batch.flow.prepared import HoldKey, PreparedGroup
 from batch.flow.prompts import JobPrompts
 from batch.flow.route import route
 from batch.flow.rows import build_rows
@@ -46,6 +48,22 @@ class Labeller:
 
     def process(self, chunks: Sequence[Chunk]) -> RunStats:
         """Label a group of chunks under every policy; one engine call, one commit."""
+        group = self.prepare(chunks)
+        started = time.perf_counter()
+        results = generate(self.engine, group.requests(), self.config.sampling)
+        for index, result in enumerate(results):
+            group.answer(index, result)
+        group.generate_seconds = time.perf_counter() - started
+        return self.finish(group)
+
+    def prepare(
+        self, chunks: Sequence[Chunk], open_work: Mapping[HoldKey, int] | None = None
+    ) -> PreparedGroup:
+        """Plan a group: every (row, policy) decided but those the engine must answer.
+
+        ``open_work`` names the work earlier open groups have asked for: identical candidates
+        here are held for their labels instead of being asked twice.
+        """
         config, prompts = self.config, self.prompts
         current = current_rows(self.table, self.index, chunks, config.policies)
         tasks = [  # policy-major: requests that share a prefix run together
@@ -65,29 +83,83 @@ class Labeller:
             reused, open_items = carry_over(open_items, todo, self.store, prompts, self.run_id)
             decided += reused
         prefiltered, open_items = route(open_items, todo, config.prefilters, config.audit_rate)
+        held, waits = [], set()
+        if open_work and config.reuse and not config.force:
+            open_items, held = self._split_held(open_items, todo, open_work, waits)
         asked, leaders = group_requests(open_items, todo, config.combined)
         decisions = decided + prefiltered + asked
-        started = time.perf_counter()
-        results = generate_with_retries(self.engine, requests_for(leaders), config.sampling)
-        seconds = time.perf_counter() - started
+        return PreparedGroup(chunks, tasks, todo, decisions, leaders, held=held, waits_for=waits)
+
+    def hold_keys(self, group: PreparedGroup, start: int = 0) -> list[HoldKey]:
+        """The work a group asks the engine for (its requests from ``start`` on)."""
+        keys = [self.prompts.work_key(task.policy) for task in group.todo]
+        return [
+            (keys[d.task], d.item.content_sha256)
+            for d in group.decisions
+            if d.group is not None and d.group >= start
+        ]
+
+    def take_held(self, group: PreparedGroup) -> int:
+        """Give held candidates the labels their earlier groups committed; those without one
+        become requests of this group. Returns the index of the first new request."""
+        start = len(group.leaders)
+        if not group.held:
+            return start
+        store, run_id = self.store, self.run_id
+        reused, still_open = carry_over(group.held, group.todo, store, self.prompts, run_id)
+        asked, leaders = group_requests(still_open, group.todo, self.config.combined)
+        group.decisions += reused + [
+            replace(d, group=d.group + start) if d.group is not None else d for d in asked
+        ]
+        group.ask_more(leaders)
+        group.held, group.waits_for = [], set()
+        return start
+
+    def finish(self, group: PreparedGroup) -> RunStats:
+        """Parse a group's answers, commit its rows (one upsert) and count what it did."""
+        config, prompts = self.config, self.prompts
+        todo, decisions, leaders = group.todo, group.decisions, group.leaders
+        results = [r if r is not None else "engine returned no completion" for r in group.results]
         verdicts = parse_answers(leaders, results, todo, config.policies, config.combined)
         labelled_at = datetime.now(timezone.utc)
         rows = build_rows(
             todo, decisions, leaders, results, verdicts, config, prompts, self.run_id, labelled_at
         )
         output = (self.table, self.index, self.store)
-        version = write_rows(todo, decisions, rows, chunks, output, prompts, config, self.run_id)
+        version = write_rows(
+            todo, decisions, rows, group.chunks, output, prompts, config, self.run_id
+        )
         stats = count_group(
             [p.id for p in config.policies],
             config.max_attempts,
-            sum(chunk.size for chunk in chunks),
-            (tasks, todo),
+            group.rows,
+            (group.tasks, todo),
             (decisions, rows),
             (leaders, results),
         )
-        stats.generate_seconds = seconds
+        stats.generate_seconds = group.generate_seconds
         stats.versions = [] if version is None else [version]
         return stats
+
+    def _split_held(
+        self,
+        candidates: list[Candidate],
+        todo: Sequence[ChunkTask],
+        open_work: Mapping[HoldKey, int],
+        waits_for: set[int],
+    ) -> tuple[list[Candidate], list[Candidate]]:
+        """Candidates to ask, and those whose identical work an open group already asked."""
+        keys = [self.prompts.work_key(task.policy) for task in todo]
+        ask, held = [], []
+        for candidate in candidates:
+            key = (keys[candidate.task], candidate.item.content_sha256)
+            owner = open_work.get(key)
+            if owner is None:
+                ask.append(candidate)
+            else:
+                held.append(candidate)
+                waits_for.add(owner)
+        return ask, held
 
     def _plan(self, task: ChunkTask) -> list[PlannedItem]:
         """Prompts and seeds for a task's rows, or the status they get without the model."""

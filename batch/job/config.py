@@ -39,6 +39,7 @@ def job_config(
         text_column=options.text_column,
         chunk_size=options.chunk_size,
         batch_size=options.batch_size,
+        max_in_flight=options.max_in_flight,
         max_model_len=options.max_model_len,
         force=options.force,
         retry_failed=options.retry_failed,

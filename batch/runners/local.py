@@ -1,14 +1,18 @@
 """The local runner: stream every input's chunks through one Labeller in this process.
 
-Chunks are gathered until they hold ``--batch-size`` requests, then labelled as one group (one
-engine call, one commit) before the next group is read, so memory stays bounded and a killed
-run loses at most the group in flight. Files complete already are not read; files another
-live run is labelling are left to it (``runners.files``).
+Chunks are gathered until they hold ``--batch-size`` requests: a group, planned together and
+committed as one upsert as soon as its last request is answered. Groups overlap in the engine
+(``flow.stream``: at most ``--max-in-flight`` requests at once), so it never drains between
+them, memory stays bounded and a killed run loses at most the open groups. Files complete
+already are not read; files another live run is labelling are left to it
+(``runners.files``), and a file's claim is released once every group holding its rows has
+committed.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Iterator
 
 import pyarrow as pa
@@ -20,6 +24,7 @@ from batch.flow.config import JobConfig
 from batch.flow.labeller import Labeller
 from batch.flow.prompts import JobPrompts
 from batch.flow.sample import sample_rows
+from batch.flow.stream import GroupStream
 from batch.output.claims import Claims
 from batch.output.table import LabelTable
 from batch.runners.files import FilePlan, claim_key, finish_files, plan_files, skipped_stats
@@ -76,6 +81,36 @@ def _groups(
         yield group, finished
 
 
+def max_in_flight(config: JobConfig, engine: Engine) -> int:
+    """``--max-in-flight``, else enough to keep every sequence slot busy while finished
+    requests are replaced: 4 x the engine's slots (vLLM's max_num_seqs), else a batch."""
+    if config.max_in_flight is not None:
+        return config.max_in_flight
+    slots = getattr(engine, "slots", None)
+    return 4 * slots if slots else config.batch_size
+
+
+class FileReleases:
+    """Releases a file's claim once every group holding its rows has committed (groups commit
+    in any order, so the group that finishes a file may commit before an earlier one)."""
+
+    def __init__(self, claims: Claims, config: JobConfig) -> None:
+        self.claims, self.config = claims, config
+        self.open_groups: Counter[str] = Counter()
+        self.finished: dict[str, FilePlan] = {}
+
+    def opened(self, group: list[Chunk]) -> set[str]:
+        paths = {chunk.source.path for chunk in group}
+        self.open_groups.update(paths)
+        return paths
+
+    def committed(self, paths: set[str], finished: list[FilePlan]) -> None:
+        self.open_groups.subtract(paths)
+        self.finished.update({plan.source.path: plan for plan in finished})
+        for path in [p for p in self.finished if self.open_groups[p] <= 0]:
+            self.claims.release(claim_key(self.finished.pop(path).source, self.config))
+
+
 def total_rows(config: JobConfig) -> int:
     """Rows this run will label: the inputs' rows, or the sample's size."""
     if config.sample is None:
@@ -107,10 +142,14 @@ def run_label_job(config: JobConfig, engine: Engine, progress: bool = False) -> 
         skipped = skipped_stats(plans, config, sampled)
         recorder.add(skipped)
         bar.update(skipped.rows)
-        for group, finished in _groups(config, plans, sampled, recorder):
-            recorder.add(labeller.process(group))
-            bar.update(sum(chunk.size for chunk in group))
-            for plan in finished:
-                claims.release(claim_key(plan.source, config))
+        releases = FileReleases(claims, config)
+        groups = (
+            (group, (releases.opened(group), finished))
+            for group, finished in _groups(config, plans, sampled, recorder)
+        )
+        stream = GroupStream(labeller, max_in_flight(config, engine), bar.update)
+        for stats, (paths, finished) in stream.run(groups):
+            recorder.add(stats)
+            releases.committed(paths, finished)
         finish_files(plans, recorder.stats, config, prompts, (labeller.table, labeller.index))
     return recorder.finish()

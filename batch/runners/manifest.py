@@ -69,6 +69,7 @@ def _settings(config: JobConfig) -> dict[str, Any]:
     return {
         "chunk_size": config.chunk_size,
         "batch_size": config.batch_size,
+        "max_in_flight": config.max_in_flight,
         "max_model_len": config.max_model_len,
         "force": config.force,
         "retry_failed": config.retry_failed,

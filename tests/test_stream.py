@@ -1,0 +1,148 @@
+"""The streaming flow: the engine is fed across groups, each group commits on its own."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from helpers import make_config, read_output, run, well_formed
+
+from batch.engine.scripted import ScriptedEngine, harmony_completion
+from batch.flow.labeller import Labeller
+from batch.runners.local import run_label_job
+
+
+def shard(folder, texts):
+    folder.mkdir(parents=True, exist_ok=True)
+    ids = [f"r{i}" for i in range(len(texts))]
+    pq.write_table(pa.table({"id": ids, "text": texts}), folder / "s.parquet")
+    return folder
+
+
+def text_of(request) -> str:
+    from batch.vocab import load_encoding
+
+    text = load_encoding().decode(list(request.prompt_token_ids))
+    return text.rsplit("<|start|>user<|message|>", 1)[1].split("<|end|>")[0]
+
+
+class Events:
+    """Answers and commits in the order they happen."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.log: list[str] = []
+        finish = Labeller.finish
+
+        def logged(labeller, group):
+            self.log.append(
+                f"commit {sorted(c.source.source_file + str(c.index) for c in group.chunks)}"
+            )
+            return finish(labeller, group)
+
+        monkeypatch.setattr(Labeller, "finish", logged)
+
+    def respond(self, request):
+        self.log.append(f"answer {text_of(request)}")
+        return well_formed(request)
+
+
+def test_groups_overlap_in_the_engine_and_commit_before_the_last_answer(
+    tmp_path, policies, monkeypatch
+):
+    events = Events(monkeypatch)
+    engine = ScriptedEngine(events.respond, per_step=1)
+    source = shard(tmp_path / "in", [f"message {i}" for i in range(12)])
+    # groups of 4 requests (2 rows x 2 policies), up to 10 requests in the engine at once
+    result = run([source], policies, tmp_path / "out", engine, chunk_size=2, batch_size=4,
+                 max_in_flight=10)  # fmt: skip
+    assert engine.max_in_flight_seen == 10  # more than one group in flight: no drain between
+    commits = [i for i, e in enumerate(events.log) if e.startswith("commit")]
+    answers = [i for i, e in enumerate(events.log) if e.startswith("answer")]
+    assert len(commits) == 6 == result.manifest["counts"]["commits"]
+    assert commits[0] < answers[-1]  # the first group is written while others still run
+    assert read_output(tmp_path / "out").num_rows == 24
+
+
+def test_a_slow_request_holds_only_its_own_group(tmp_path, policies, monkeypatch):
+    events = Events(monkeypatch)
+
+    class SlowFirst(ScriptedEngine):
+        """Answers in arrival order, except ``slow`` content, answered last of all."""
+
+        def stream(self, requests, sampling, max_in_flight):
+            late = []
+            for key, request in requests:
+                if "slow" in text_of(request):
+                    late.append(key)
+                else:
+                    events.log.append(f"answer {text_of(request)}")
+                    yield key, harmony_completion(well_formed(request))
+            for key in late:
+                events.log.append("answer slow")
+                yield key, harmony_completion("0")
+
+    source = shard(tmp_path / "in", ["slow one", "b", "c", "d", "e", "f"])
+    result = run([source], policies[:1], tmp_path / "out", SlowFirst(), chunk_size=2,
+                 batch_size=2, max_in_flight=100)  # fmt: skip
+    commits = [e for e in events.log if e.startswith("commit")]
+    assert commits == ["commit ['s.parquet1']", "commit ['s.parquet2']", "commit ['s.parquet0']"]
+    assert read_output(tmp_path / "out").num_rows == 6
+    assert result.manifest["counts"]["status"]["ok"] == 6
+    assert not list((tmp_path / "out" / "_claims").glob("*"))  # released after the last commit
+
+
+def test_identical_work_in_two_open_groups_is_asked_once(tmp_path, policies):
+    engine = ScriptedEngine(well_formed, per_step=1)
+    source = shard(tmp_path / "in", ["same", "same", "other", "same"])
+    result = run([source], policies[:1], tmp_path / "out", engine, chunk_size=1, batch_size=1,
+                 max_in_flight=8)  # fmt: skip
+    assert engine.max_in_flight_seen > 1  # the groups were open at the same time
+    assert engine.requests_seen == 2
+    rows = {r["id"]: r for r in read_output(tmp_path / "out").to_pylist()}
+    assert [rows[f"r{i}"]["origin"] for i in range(4)] == [
+        "model",
+        "duplicate",
+        "model",
+        "duplicate",
+    ]
+    assert len({rows[f"r{i}"]["label"] for i in (0, 1, 3)}) == 1
+    assert result.manifest["per_policy"]["spam"]["deduplicated"] == 2
+
+
+def test_held_work_is_asked_itself_when_the_first_answer_failed(tmp_path, policies):
+    answers = iter(["not a verdict", "0", "0"])
+    engine = ScriptedEngine(lambda request: next(answers), per_step=1)
+    source = shard(tmp_path / "in", ["same", "same"])
+    run([source], policies[:1], tmp_path / "out", engine, chunk_size=1, batch_size=1,
+        max_in_flight=8, max_attempts=1)  # fmt: skip
+    rows = {r["id"]: r for r in read_output(tmp_path / "out").to_pylist()}
+    assert engine.requests_seen == 2  # an earlier parse error is not carried over
+    assert (rows["r0"]["status"], rows["r1"]["status"]) == ("parse_error", "ok")
+    assert rows["r1"]["origin"] == "model"
+
+
+def test_progress_moves_per_request_and_ends_at_every_row(tmp_path, policies):
+    from batch.flow.stream import GroupStream
+
+    source = shard(tmp_path / "in", [f"m{i}" for i in range(6)])
+    config = make_config([source], policies, tmp_path / "out", chunk_size=6, batch_size=100)
+    labeller = Labeller(config, ScriptedEngine(well_formed, per_step=1), "run-1")
+    from batch.flow.chunks import iter_chunks
+
+    chunks = list(iter_chunks(config.inputs[0], "id", "text", 6))
+    moves: list[int] = []
+    committed = list(GroupStream(labeller, 100, moves.append).run([(chunks, None)]))
+    assert len(committed) == 1 and sum(moves) == 6
+    assert len([m for m in moves if m]) > 1  # it moved before the group committed
+
+
+def test_the_default_in_flight_is_four_times_the_engine_slots(tmp_path, policies, small_shards):
+    from batch.runners.local import max_in_flight
+
+    config = make_config([small_shards], policies, tmp_path / "out", batch_size=7)
+    assert max_in_flight(config, ScriptedEngine(slots=16)) == 64
+    assert max_in_flight(config, ScriptedEngine()) == 7
+    config.max_in_flight = 3
+    assert max_in_flight(config, ScriptedEngine(slots=16)) == 3
+    engine = ScriptedEngine(well_formed)
+    run_label_job(config, engine)
+    assert engine.max_in_flight_seen <= 3
