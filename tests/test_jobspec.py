@@ -78,8 +78,10 @@ def test_unknown_keys_and_bad_types_are_clear_errors(tmp_path):
 def test_run_dry_run_prints_the_resolved_spec_and_the_equivalent_command(tmp_path):
     spec = ROOT / "jobs" / "nightly-backfill.toml"
     result = CliRunner().invoke(
-        cli, ["run", str(spec), "--date", "2026-01-02", "--set", "max_tokens=64", "--dry-run"]
-    )
+        cli,
+        ["run", str(spec), "--date", "2026-01-02", "--set", "max_tokens=64",
+         "--set", "max_in_flight=512", "--dry-run"],
+    )  # fmt: skip
     assert result.exit_code == 0, result.output
     *resolved, command = result.output.strip().splitlines()
     assert json.loads("\n".join(resolved))["max_tokens"] == 64
@@ -87,6 +89,7 @@ def test_run_dry_run_prints_the_resolved_spec_and_the_equivalent_command(tmp_pat
     assert argv[:2] == ["safeguard-batch", "label"]
     assert argv[argv.index("--input") + 1] == "/data/content/date=2026-01-02/"
     assert argv[argv.index("--max-tokens") + 1] == "64"
+    assert argv[argv.index("--max-in-flight") + 1] == "512"
 
 
 def test_run_reports_spec_errors_with_exit_2(tmp_path):

@@ -59,6 +59,8 @@ def test_groups_overlap_in_the_engine_and_commit_before_the_last_answer(
     answers = [i for i, e in enumerate(events.log) if e.startswith("answer")]
     assert len(commits) == 6 == result.manifest["counts"]["commits"]
     assert commits[0] < answers[-1]  # the first group is written while others still run
+    timing = result.manifest["timing"]
+    assert 0 < timing["first_commit_seconds"] <= timing["wall_seconds"]
     assert read_output(tmp_path / "out").num_rows == 24
 
 

@@ -90,6 +90,7 @@ class RunStats:
     # Per source file and policy: rows that hold a final label after this run's commits.
     final_rows: dict[str, Counter] = field(default_factory=dict)
     versions: list[int] = field(default_factory=list)  # table versions this run committed
+    first_commit_seconds: float | None = None  # from the run's start; set by the runner
 
     def policy(self, policy_id: str) -> PolicyStats:
         return self.per_policy.setdefault(policy_id, PolicyStats())

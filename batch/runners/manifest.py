@@ -134,6 +134,7 @@ def _throughput(stats: RunStats, elapsed: float) -> dict[str, Any]:
         "timing": {
             "wall_seconds": round(elapsed, 3),
             "generate_seconds": round(stats.generate_seconds, 3),
+            "first_commit_seconds": stats.first_commit_seconds,
             "items_per_second": round(stats.rows / elapsed, 3) if elapsed else None,
             "tokens_per_second": round(total_tokens / elapsed, 3) if elapsed else None,
         },

@@ -58,6 +58,9 @@ class RunRecorder:
     def add(self, stats: RunStats) -> None:
         """Merge a group's counts; rewrite the manifest if the last write is old enough."""
         self.stats.merge(stats)
+        if stats.versions and self.stats.first_commit_seconds is None:
+            elapsed = datetime.now(timezone.utc) - self.started
+            self.stats.first_commit_seconds = round(elapsed.total_seconds(), 3)
         if time.monotonic() - self._saved_at > MANIFEST_EVERY_SECONDS:
             self.save()
             self._saved_at = time.monotonic()
