@@ -32,11 +32,12 @@ class Events:
         self.log: list[str] = []
         finish = Labeller.finish
 
-        def logged(labeller, group):
-            self.log.append(
-                f"commit {sorted(c.source.source_file + str(c.index) for c in group.chunks)}"
-            )
-            return finish(labeller, group)
+        def logged(labeller, group, chunks=None):
+            written = range(len(group.chunks)) if chunks is None else chunks
+            names = sorted(group.chunks[c].source.source_file + str(group.chunks[c].index)
+                           for c in written)  # fmt: skip
+            self.log.append(f"commit {names}")
+            return finish(labeller, group, chunks)
 
         monkeypatch.setattr(Labeller, "finish", logged)
 
@@ -90,6 +91,30 @@ def test_a_slow_request_holds_only_its_own_group(tmp_path, policies, monkeypatch
     assert read_output(tmp_path / "out").num_rows == 6
     assert result.manifest["counts"]["status"]["ok"] == 6
     assert not list((tmp_path / "out" / "_claims").glob("*"))  # released after the last commit
+
+
+def test_a_chunk_commits_without_waiting_for_the_rest_of_its_group(tmp_path, policies, monkeypatch):
+    events = Events(monkeypatch)
+
+    class SlowLast(ScriptedEngine):
+        """Answers in arrival order, except ``slow`` content, answered last of all."""
+
+        def stream(self, requests, sampling, max_in_flight):
+            late = []
+            for key, request in requests:
+                if "slow" in text_of(request):
+                    late.append(key)
+                    continue
+                yield key, harmony_completion(well_formed(request))
+            for key in late:
+                yield key, harmony_completion("0")
+
+    source = shard(tmp_path / "in", ["a", "b", "c", "slow d"])
+    # one group (batch 100) of two chunks of two rows
+    run([source], policies[:1], tmp_path / "out", SlowLast(), chunk_size=2, batch_size=100)
+    commits = [e for e in events.log if e.startswith("commit")]
+    assert commits == ["commit ['s.parquet0']", "commit ['s.parquet1']"]
+    assert read_output(tmp_path / "out").num_rows == 4
 
 
 def test_identical_work_in_two_open_groups_is_asked_once(tmp_path, policies):

@@ -9,7 +9,7 @@ commits it. ``process`` does all three for one group, in one engine call.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
 
@@ -108,35 +108,46 @@ class Labeller:
         store, run_id = self.store, self.run_id
         reused, still_open = carry_over(group.held, group.todo, store, self.prompts, run_id)
         asked, leaders = group_requests(still_open, group.todo, self.config.combined)
-        group.decisions += reused + [
-            replace(d, group=d.group + start) if d.group is not None else d for d in asked
-        ]
-        group.ask_more(leaders)
-        group.held, group.waits_for = [], set()
+        shifted = [replace(d, group=d.group + start) if d.group is not None else d for d in asked]
+        group.resolve_held(reused + shifted, leaders)
         return start
 
-    def finish(self, group: PreparedGroup) -> RunStats:
-        """Parse a group's answers, commit its rows (one upsert) and count what it did."""
+    def finish(self, group: PreparedGroup, chunks: Iterable[int] | None = None) -> RunStats:
+        """Parse the answers of some chunks of a group (default: all not written yet), commit
+        their rows (one upsert) and count what they did."""
         config, prompts = self.config, self.prompts
-        todo, decisions, leaders = group.todo, group.decisions, group.leaders
-        results = [r if r is not None else "engine returned no completion" for r in group.results]
-        verdicts = parse_answers(leaders, results, todo, config.policies, config.combined)
+        everything = set(range(len(group.chunks))) - group.committed
+        wanted = set(chunks) if chunks is not None else everything
+        todo, leaders = group.todo, group.leaders
+        decisions = [d for d in group.decisions if group.chunk_of(d.task) in wanted]
+        needed = sorted({d.group for d in decisions if d.group is not None})
+        results: list = list(group.results)
+        for index in needed:
+            results[index] = results[index] if results[index] is not None else "no completion"
+        verdicts: list = [None] * len(leaders)
+        parsed = parse_answers(
+            [leaders[i] for i in needed], [results[i] for i in needed], todo, config.policies,
+            config.combined,
+        )  # fmt: skip
+        for index, verdict in zip(needed, parsed, strict=True):
+            verdicts[index] = verdict
         labelled_at = datetime.now(timezone.utc)
         rows = build_rows(
             todo, decisions, leaders, results, verdicts, config, prompts, self.run_id, labelled_at
         )
+        written = [group.chunks[c] for c in sorted(wanted)]
         output = (self.table, self.index, self.store)
-        version = write_rows(
-            todo, decisions, rows, group.chunks, output, prompts, config, self.run_id
-        )
+        version = write_rows(todo, decisions, rows, written, output, prompts, config, self.run_id)
+        owned = [i for i, leader in enumerate(leaders) if group.chunk_of(leader.task) in wanted]
         stats = count_group(
             [p.id for p in config.policies],
             config.max_attempts,
-            group.rows,
-            (group.tasks, todo),
+            sum(c.size for c in written),
+            ([t for t in group.tasks if group.chunk_index(t.chunk) in wanted], todo),
             (decisions, rows),
-            (leaders, results),
+            ([leaders[i] for i in owned], [results[i] for i in owned]),
         )
+        group.committed |= wanted
         stats.generate_seconds = group.generate_seconds
         stats.versions = [] if version is None else [version]
         return stats

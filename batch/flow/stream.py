@@ -1,8 +1,11 @@
 """Many groups in the engine at once: the engine is fed continuously, each group commits alone.
 
 Groups are planned only when the engine has room for more requests (``max_in_flight``), so
-memory stays bounded by what is in flight; a group commits as soon as its last request is
-answered, whatever the other groups are doing, so a kill loses at most the open groups. Work
+memory stays bounded by what is in flight; each chunk of a group commits as soon as the last
+request its rows wait on is answered, whatever the other chunks and groups are doing (chunks
+ready within ``COMMIT_GAP_SECONDS`` of the last commit wait for the next one, so a burst of
+answers is one commit, not one per chunk), and a kill loses at most the chunks not yet
+written. Work
 identical to a request an open group already sent (same policy, settings and content) is not
 sent twice: it waits for that group's commit and takes its label, as it would have in a later
 batch (``Labeller.take_held``).
@@ -24,6 +27,7 @@ from batch.flow.prepared import HoldKey, PreparedGroup
 from batch.flow.stats import RunStats
 
 T = TypeVar("T")
+COMMIT_GAP_SECONDS = 1.0  # least time between two commits of part of a group
 
 
 @dataclass
@@ -49,15 +53,19 @@ class GroupStream(Generic[T]):
         self.work: dict[HoldKey, int] = {}  # work an open group asked for -> its number
         self.keys: dict[int, tuple[int, int]] = {}  # request key -> (group, leader index)
         self.queued: deque[Keyed] = deque()
-        self.ready: list[tuple[RunStats, T]] = []
+        self.ready: list[tuple[RunStats, T | None]] = []
         self.engine_seconds = 0.0
         self._attributed = 0.0
         self._our_seconds = 0.0  # time spent planning and committing inside the engine's pull
+        self._last_commit = -float("inf")
         self._numbers = itertools.count()
         self._ids = itertools.count()
 
-    def run(self, groups: Iterable[tuple[Sequence[Chunk], T]]) -> Iterator[tuple[RunStats, T]]:
-        """Label every group; yield ``(counts, payload)`` as each one commits."""
+    def run(
+        self, groups: Iterable[tuple[Sequence[Chunk], T]]
+    ) -> Iterator[tuple[RunStats, T | None]]:
+        """Label every group; yield ``(counts, payload)`` as each chunk commits, the group's
+        payload with its last chunk (None before)."""
         requests: Iterator[Keyed] = self._requests(iter(groups))
         while True:
             yield from self._pump(requests)
@@ -68,7 +76,7 @@ class GroupStream(Generic[T]):
                 raise RuntimeError(f"{len(self.open)} groups left open with nothing to ask")
             requests = self._requests(iter(()))
 
-    def _pump(self, requests: Iterator[Keyed]) -> Iterator[tuple[RunStats, T]]:
+    def _pump(self, requests: Iterator[Keyed]) -> Iterator[tuple[RunStats, T | None]]:
         sampling = self.labeller.config.sampling
         answers = self.labeller.engine.stream(requests, sampling, self.max_in_flight)
         while True:
@@ -115,41 +123,56 @@ class GroupStream(Generic[T]):
         entry = self.open[number]
         group = entry.group
         group.answer(index, result)
-        if not group.unanswered:
+        if group.ready():
             self._advance()
+        if number not in self.open or not group.unanswered:
             return
         answered = len(group.results) - group.unanswered
         due = group.rows * answered // len(group.results) - entry.credited
-        if due > 0:  # the rest is shown when the group commits
+        if due > 0:  # the rest is shown as the group's chunks commit
             entry.credited += due
             self.on_rows(due)
 
     def _advance(self) -> None:
-        """Commit every group that is answered and waits on no open group, until none is."""
+        """Commit every chunk that waits on nothing; give held work its labels once the
+        groups it waits on are written; close groups written whole. Until nothing moves."""
         progress = True
         while progress:
             progress = False
             for number, entry in list(self.open.items()):
                 group = entry.group
-                if group.unanswered or any(w in self.open for w in group.waits_for):
-                    continue
-                start = self.labeller.take_held(group)
-                if start < len(group.leaders):  # held work whose label did not come: ask
-                    self._ask(number, start)
-                    continue
-                self._commit(number, entry)
-                progress = True
+                if group.held and not any(w in self.open for w in group.waits_for):
+                    start = self.labeller.take_held(group)
+                    if start < len(group.leaders):  # held work whose label did not come: ask
+                        self._ask(number, start)
+                ready = group.ready()
+                recent = time.monotonic() - self._last_commit < COMMIT_GAP_SECONDS
+                if ready and (len(ready) + len(group.committed) == len(group.chunks) or not recent):
+                    self._commit(entry, ready)  # one upsert for every chunk ready now
+                if group.done:
+                    self._close(number, entry)
+                    progress = True
 
-    def _commit(self, number: int, entry: _Open[T]) -> None:
-        entry.group.generate_seconds = self.engine_seconds - self._attributed
+    def _commit(self, entry: _Open[T], chunks: list[int]) -> None:
+        group = entry.group
+        group.generate_seconds = self.engine_seconds - self._attributed
         self._attributed = self.engine_seconds
-        stats = self.labeller.finish(entry.group)
+        stats = self.labeller.finish(group, chunks)
+        self._last_commit = time.monotonic()
+        # last chunks: whatever the bar has not shown of the group; before, the chunks' rows
+        rows = (
+            group.rows - entry.credited if group.done else sum(group.chunks[c].size for c in chunks)
+        )
+        shown = min(rows, group.rows - entry.credited)
+        entry.credited += shown
+        self.on_rows(shown)
+        self.ready.append((stats, entry.payload if group.done else None))
+
+    def _close(self, number: int, entry: _Open[T]) -> None:
         del self.open[number]
         for key in [k for k, owner in self.work.items() if owner == number]:
             del self.work[key]
-        self.on_rows(entry.group.rows - entry.credited)
-        self.ready.append((stats, entry.payload))
 
-    def _drain(self) -> Iterator[tuple[RunStats, T]]:
+    def _drain(self) -> Iterator[tuple[RunStats, T | None]]:
         ready, self.ready = self.ready, []
         yield from ready

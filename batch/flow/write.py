@@ -58,8 +58,9 @@ def write_rows(
     by_task: dict[int, list[dict[str, Any]]] = {}
     for decision, row in zip(decisions, rows, strict=True):
         by_task.setdefault(decision.task, []).append(row)
-    for number, task in enumerate(todo):
-        store.add(prompts.work_key(task.policy), by_task.get(number, ()))
+    written = [todo[number] for number in by_task]  # the tasks these rows belong to
+    for number, task_rows in by_task.items():
+        store.add(prompts.work_key(todo[number].policy), task_rows)
     index.record_progress(
         {
             (t.chunk.source.source_file, t.policy.id): (
@@ -69,7 +70,7 @@ def write_rows(
                 t.chunk.source.fingerprint,
                 False,
             )
-            for t in todo
+            for t in written
         }.values()
     )
     return version

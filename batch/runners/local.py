@@ -148,8 +148,9 @@ def run_label_job(config: JobConfig, engine: Engine, progress: bool = False) -> 
             for group, finished in _groups(config, plans, sampled, recorder)
         )
         stream = GroupStream(labeller, max_in_flight(config, engine), bar.update)
-        for stats, (paths, finished) in stream.run(groups):
+        for stats, payload in stream.run(groups):
             recorder.add(stats)
-            releases.committed(paths, finished)
+            if payload is not None:  # the group's last chunk: the whole group is written
+                releases.committed(*payload)
         finish_files(plans, recorder.stats, config, prompts, (labeller.table, labeller.index))
     return recorder.finish()
