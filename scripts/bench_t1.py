@@ -5,7 +5,8 @@ seed per row. Over the same requests (at least 10 batches) and the same engine t
 
 - the engine limit: one ``LLM.generate`` call over every request (no job, no tails between);
 - the streaming job (this code): batches overlap in the engine, each commits when answered;
-- the same job without per-request seeds (what seeds cost);
+- the same job without per-request seeds (what seeds cost), and without the score's
+  log-probabilities (what the score costs);
 - the batched job as it was before (one engine call per batch, each waiting for its slowest
   request: the path Ray actors still take), for the before/after table;
 - whether a row rerun alone reproduces what it got inside the big batch (seeds' promise).
@@ -53,16 +54,21 @@ class SequentialGroups:
             yield stats, payload
 
 
-def run_job(engine, config_for, name: str, *, seeded: bool = True, batched: bool = False):
+def run_job(
+    engine, config_for, name: str, *, seeded: bool = True, batched: bool = False, scores=True
+):
     """One job phase on a fresh output; the engine's busy time is its steps' time."""
     import batch.runners.local as local
     from batch.runners.local import run_label_job
 
     engine._llm.reset_prefix_cache()
     config = config_for(name)
+    config.scores = scores
     original_params, original_stream = engine.sampling_params, local.GroupStream
     if not seeded:
-        engine.sampling_params = lambda seed, sampling: original_params(None, sampling)
+        engine.sampling_params = lambda seed, sampling, scored=False: original_params(
+            None, sampling, scored
+        )
     if batched:
         local.GroupStream = SequentialGroups
     reset_peak_rss()
@@ -130,25 +136,29 @@ def t1_phases(engine, requests, config_for, args) -> dict[str, Any]:
 
     sampling = SamplingSettings(1.0, 1.0, args.max_tokens)
     say = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
-    say(f"t1 1/5 engine limit, one call over {len(requests)} requests...")
+    say(f"t1 1/6 engine limit, one call over {len(requests)} requests...")
     limit, in_batch = engine_call(engine, requests, sampling)
-    say("t1 2/5 streaming job, seeded...")
+    say("t1 2/6 streaming job, seeded, scored (the defaults)...")
     streaming = run_job(engine, config_for, "stream-seeded")
-    say("t1 3/5 streaming job, unseeded...")
+    say("t1 3/6 streaming job, unseeded...")
     unseeded = run_job(engine, config_for, "stream-unseeded", seeded=False)
-    say("t1 4/5 batched job (one engine call per batch, as before)...")
+    say("t1 4/6 streaming job without scores...")
+    unscored = run_job(engine, config_for, "stream-unscored", scores=False)
+    say("t1 5/6 batched job (one engine call per batch, as before)...")
     batched = run_job(engine, config_for, "batched", batched=True)
-    say("t1 5/5 rows rerun alone...")
+    say("t1 6/6 rows rerun alone...")
     alone = rerun_alone(engine, requests, in_batch, sampling, args.rerun_rows)
     return {
         "engine_limit": limit,
         "streaming_job": streaming,
         "streaming_job_unseeded": unseeded,
+        "streaming_job_unscored": unscored,
         "batched_job": batched,
         "rerun_alone": alone,
         "ratio_job_to_engine_t1": limit["seconds"] / streaming["seconds"],
         "ratio_batched_job_to_engine_t1": limit["seconds"] / batched["seconds"],
         "ratio_seeded_to_unseeded": unseeded["seconds"] / streaming["seconds"],
+        "ratio_scored_to_unscored": unscored["seconds"] / streaming["seconds"],
         "first_chunk_seconds": streaming["first_chunk_seconds"],
     }
 
@@ -157,10 +167,12 @@ def t1_table(t1: dict[str, Any], batches: int, batch_size: int) -> str:
     """The phases as a Markdown table."""
     rows = [
         ("engine limit (1 generate call)", t1["engine_limit"], "1.00 (baseline)"),
-        ("streaming job, seeded (this code)", t1["streaming_job"],
+        ("streaming job, seeded, scored (this code)", t1["streaming_job"],
          f"{t1['ratio_job_to_engine_t1']:.2f} of engine speed"),
         ("streaming job, unseeded", t1["streaming_job_unseeded"],
          f"seeded is {t1['ratio_seeded_to_unseeded']:.2f}x its speed"),
+        ("streaming job, no scores", t1["streaming_job_unscored"],
+         f"scored is {t1['ratio_scored_to_unscored']:.2f}x its speed"),
         ("batched job, 1 call per batch (before)", t1["batched_job"],
          f"{t1['ratio_batched_job_to_engine_t1']:.2f} of engine speed"),
     ]  # fmt: skip

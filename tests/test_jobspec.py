@@ -24,12 +24,32 @@ def test_three_job_specs_ship_and_each_parses_into_its_command():
         "air-gapped",
         "ray-backfill",
         "k8s-indexed",
+        "weekly-review",
+        "weekly-review-import",
     } <= names
     for path in JOBS:
         spec = resolve(path, [], date(2026, 11, 27))
+        if spec["command"].startswith("review-"):
+            continue  # below: their paths must exist to parse
         command = relabel if spec.get("command") == "relabel" else label
         ctx = command.make_context(command.name, to_arguments(spec, command, str(path)))
         assert ctx.params["output"] and ctx.params["model"] and ctx.params["policies"]
+
+
+def test_the_weekly_review_specs_are_the_review_commands(tmp_path):
+    from batch.cli.review import review
+
+    for name, spec in (("export", "weekly-review"), ("import", "weekly-review-import")):
+        resolved = resolve(ROOT / "jobs" / f"{spec}.toml", [], date(2026, 11, 27))
+        args = to_arguments(resolved, review.commands[name], spec)
+        assert "review/2026-11-27/" in " ".join(args)
+    export = resolve(ROOT / "jobs" / "weekly-review.toml", [], date(2026, 11, 27))
+    args = to_arguments(export, review.commands["export"], "weekly-review")
+    assert args.count("--select") == 2 and "uncertain:200" in args and "sample:100" in args
+    result = CliRunner().invoke(cli, ["run", str(ROOT / "jobs" / "weekly-review.toml"),
+                                      "--date", "2026-11-27", "--dry-run"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("safeguard-batch review export --labels /data/labels")
 
 
 def test_nightly_spec_templates_the_input_by_date():

@@ -114,6 +114,15 @@ def run_command(spec: str, overrides: tuple[str, ...], run_date: Any, dry_run: b
     day = run_date.date() if run_date is not None else default_run_date()
     resolved = resolve(spec, overrides, day)
     name = resolved.get("command", "label")
+    if name.startswith("review-"):
+        from batch.cli.review import review
+
+        target = review.commands[name.removeprefix("review-")]
+        args = to_arguments(resolved, target, spec)
+        click.echo(shlex.join(["safeguard-batch", *name.split("-"), *args]))
+        if not dry_run:
+            target.main(args, prog_name=f"safeguard-batch {name}", standalone_mode=False)
+        return
     target = relabel if name == "relabel" else label
     args = to_arguments(resolved, target, spec)
     if dry_run:

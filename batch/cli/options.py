@@ -165,6 +165,13 @@ RUN_OPTIONS = [
         "else --batch-size.",
     ),
     click.option(
+        "--scores/--no-scores",
+        default=True,
+        show_default=True,
+        help="Fill the score column (P(violation) at the verdict token) from the top-20 "
+        "log-probabilities of each generated token; no extra generation.",
+    ),
+    click.option(
         "--max-num-seqs",
         type=click.IntRange(1),
         default=None,

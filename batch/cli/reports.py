@@ -12,6 +12,7 @@ from batch.cli.options import (
     GOLD_COLUMN_OPTION,
     ID_COLUMN_OPTION,
     JSON_OPTION,
+    Finite,
     input_options,
     options,
 )
@@ -161,6 +162,18 @@ def diff(
     help="Bootstrap resamples for the 95% intervals (0: none).",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
+@click.option(
+    "--target-recall",
+    type=Finite(min=0.0, max=1.0),
+    default=None,
+    help="Report the highest score threshold whose recall reaches this (e.g. 0.95).",
+)
+@click.option(
+    "--target-precision",
+    type=Finite(min=0.0, max=1.0),
+    default=None,
+    help="Report the lowest score threshold whose precision reaches this.",
+)
 def eval_command(
     labels: str,
     gold: str,
@@ -170,18 +183,24 @@ def eval_command(
     png_path: str | None,
     resamples: int,
     seed: int,
+    target_recall: float | None,
+    target_precision: float | None,
 ) -> None:
-    """Score labels against gold: precision, recall, F1, accuracy and not-ok rows per policy.
+    """Score labels against gold: precision, recall, F1, accuracy and not-ok rows per policy,
+    and where labels have a score, ROC AUC, PR AUC and calibration (ECE).
 
     Each policy is matched with the gold column of the same name (or one differing only in
     case, so policy s meets column S), unless --gold-column says otherwise.
     """
+    if target_recall is not None and target_precision is not None:
+        raise click.UsageError("give --target-recall or --target-precision, not both")
     from batch.job.pairs import parse_pairs
     from batch.reports.eval_render import to_markdown, to_png
     from batch.reports.evaluate import evaluate
 
     mapping = parse_pairs(gold_columns, "POLICY_ID=COLUMN (--gold-column)")
-    report = evaluate(labels, gold, mapping, id_column, resamples, seed)
+    targets = (target_recall, target_precision)
+    report = evaluate(labels, gold, mapping, id_column, resamples, seed, targets)
     if png_path:
         to_png(report, png_path)
     click.echo(to_markdown(report))

@@ -28,14 +28,19 @@ def to_arguments(spec: dict[str, Any], command: click.Command, where: str) -> li
     options = {
         p.name: p for p in command.params if isinstance(p, click.Option) and p.name is not None
     }
+    positional = {p.name for p in command.params if isinstance(p, click.Argument)}
     args: list[str] = []
+    arguments: list[str] = []  # a command's positional arguments, named by their key
     for key, value in spec.items():
         if key == "command":
             continue
         name = key.replace("-", "_")
+        if name in positional:
+            arguments.append(str(value))
+            continue
         option = options.get(name)
         if option is None:
-            known = ", ".join(sorted(k for k in options if k not in ("help",)))
+            known = ", ".join(sorted({*positional, *(k for k in options if k != "help")}))
             raise JobSpecError(f"{where}: unknown key {key!r} (known: command, {known})")
         if name == "engine_args":
             if not isinstance(value, dict):
@@ -51,4 +56,4 @@ def to_arguments(spec: dict[str, Any], command: click.Command, where: str) -> li
             if isinstance(item, dict | list):
                 raise JobSpecError(f"{where}: {key} must be a value, not {type(item).__name__}")
             args += [flag, str(item)]
-    return args
+    return arguments + args

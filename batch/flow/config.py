@@ -36,6 +36,7 @@ class JobConfig:
     text_column: str = "text"
     chunk_size: int = 1000
     batch_size: int = 4096  # requests planned and committed together (one commit)
+    scores: bool = True  # ask for verdict-token log-probabilities: the score column
     max_in_flight: int | None = None  # requests the engine holds at once; None: 4 x its slots
     max_model_len: int | None = None
     force: bool = False  # redo work even where an earlier run's output exists

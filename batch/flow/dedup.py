@@ -48,5 +48,7 @@ def group_requests(
     return decided, leaders
 
 
-def requests_for(leaders: Sequence[Candidate]) -> list[GenerationRequest]:
-    return [GenerationRequest(c.item.prompt, c.item.seed or 0) for c in leaders]
+def requests_for(
+    leaders: Sequence[Candidate], score_tokens: tuple[int, ...] = ()
+) -> list[GenerationRequest]:
+    return [GenerationRequest(c.item.prompt, c.item.seed or 0, score_tokens) for c in leaders]

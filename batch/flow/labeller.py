@@ -24,6 +24,7 @@ from batch.flow.prepared import HoldKey, PreparedGroup
 from batch.flow.prompts import JobPrompts
 from batch.flow.route import route
 from batch.flow.rows import build_rows
+from batch.flow.score import score_tokens
 from batch.flow.stats import RunStats, count_group
 from batch.flow.todo import ChunkTask, current_rows, pending_task
 from batch.flow.write import write_rows
@@ -88,7 +89,10 @@ class Labeller:
             open_items, held = self._split_held(open_items, todo, open_work, waits)
         asked, leaders = group_requests(open_items, todo, config.combined)
         decisions = decided + prefiltered + asked
-        return PreparedGroup(chunks, tasks, todo, decisions, leaders, held=held, waits_for=waits)
+        scored = score_tokens() if config.scores and not config.combined else ()
+        return PreparedGroup(
+            chunks, tasks, todo, decisions, leaders, held=held, waits_for=waits, score_tokens=scored
+        )
 
     def hold_keys(self, group: PreparedGroup, start: int = 0) -> list[HoldKey]:
         """The work a group asks the engine for (its requests from ``start`` on)."""

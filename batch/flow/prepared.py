@@ -40,6 +40,7 @@ class PreparedGroup:
     held: list[Candidate] = field(default_factory=list)
     waits_for: set[int] = field(default_factory=set)  # numbers of those earlier groups
     generate_seconds: float = 0.0
+    score_tokens: tuple[int, ...] = ()  # asked of the engine for a score column
     unanswered: int = 0  # requests without their result yet
     committed: set[int] = field(default_factory=set)  # chunk indexes written
     pending: list[int] = field(default_factory=list)  # per chunk: what it still waits on
@@ -114,4 +115,4 @@ class PreparedGroup:
         self._track(decisions, ())
 
     def requests(self, start: int = 0) -> list[GenerationRequest]:
-        return requests_for(self.leaders[start:])
+        return requests_for(self.leaders[start:], self.score_tokens)

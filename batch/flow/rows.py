@@ -11,6 +11,7 @@ from batch.flow.config import JobConfig
 from batch.flow.decide import Candidate, Decision
 from batch.flow.parse import Verdict
 from batch.flow.prompts import JobPrompts
+from batch.flow.score import verdict_score
 from batch.flow.todo import ChunkTask
 from batch.output.schema import DECIDED_BY, OK, ORIGIN_PLANNER, ORIGIN_PREFILTER
 
@@ -73,6 +74,11 @@ def output_row(
         "content_sha256": item.content_sha256,
         "label": verdict.label,
         "violation": verdict.violation,
+        "score": (
+            verdict_score(completion, policy.output)
+            if verdict.status == OK and not config.combined
+            else None
+        ),
         "policy_category": verdict.policy_category,
         "rationale": verdict.rationale,
         "reasoning": verdict.reasoning,

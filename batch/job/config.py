@@ -40,6 +40,7 @@ def job_config(
         chunk_size=options.chunk_size,
         batch_size=options.batch_size,
         max_in_flight=options.max_in_flight,
+        scores=options.scores,
         max_model_len=options.max_model_len,
         force=options.force,
         retry_failed=options.retry_failed,

@@ -53,6 +53,7 @@ class LabelOptions(InputOptions, EngineOptions):
     chunk_size: int
     batch_size: int
     max_in_flight: int | None
+    scores: bool
     max_num_seqs: int | None
     seed: int
     force: bool

@@ -28,7 +28,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised only on Python 3.10
     import tomli as tomllib
 
-COMMANDS = ("label", "relabel")
+COMMANDS = ("label", "relabel", "review-export", "review-import")
 
 
 class JobSpecError(UsageError):

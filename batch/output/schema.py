@@ -48,6 +48,7 @@ OUTPUT_SCHEMA = pa.schema(
         pa.field("content_sha256", pa.string(), nullable=True),
         pa.field("label", pa.string(), nullable=True),
         pa.field("violation", pa.bool_(), nullable=True),
+        pa.field("score", pa.float64(), nullable=True),
         pa.field("policy_category", pa.string(), nullable=True),
         pa.field("rationale", pa.string(), nullable=True),
         pa.field("reasoning", pa.string(), nullable=True),

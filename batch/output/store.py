@@ -39,6 +39,7 @@ FOLD_ROWS = 1_000_000
 LABEL_COLUMNS = (
     "label",
     "violation",
+    "score",
     "policy_category",
     "rationale",
     "reasoning",
@@ -87,13 +88,14 @@ def _reusable(row: dict[str, Any]) -> bool:
 
 
 def _encode(row: dict[str, Any]) -> str:
-    values = {c: row[c] for c in LABEL_COLUMNS}
+    values = {c: row.get(c) for c in LABEL_COLUMNS}
     values["labelled_at"] = row["labelled_at"].isoformat()
     return json.dumps(values, separators=(",", ":"))
 
 
 def _decode(text: str) -> dict[str, Any]:
     values = json.loads(text)
+    values.setdefault("score", None)  # stored before scores existed
     values["labelled_at"] = datetime.fromisoformat(values["labelled_at"])
     return values
 

@@ -103,9 +103,11 @@ class LabelTable:
             ) from exc
 
     def ensure(self) -> None:
-        """Create the (empty) table if the folder holds none yet."""
+        """Create the (empty) table if the folder holds none yet; give an older table the
+        columns added since it was made (nullable, so its rows read them as null)."""
         check_output(self.path)
         if self.exists():
+            self._add_new_columns()
             return
         from deltalake import DeltaTable
 
@@ -118,6 +120,22 @@ class LabelTable:
                     configuration=TABLE_CONFIGURATION,
                     commit_properties=_properties({"purpose": "create"}),
                 )
+
+    def _add_new_columns(self) -> None:
+        if getattr(self, "_columns_checked", False):
+            return
+        from deltalake import Field
+
+        table = self.open()
+        have = {field.name for field in table.schema().fields}
+        missing = [f for f in OUTPUT_SCHEMA if f.name not in have]
+        if missing:
+            with writing(self.output, "the label table"), commit_lock(self.path):
+                fields = [Field.from_arrow(f) for f in missing]
+                self.open().alter.add_columns(
+                    fields, commit_properties=_properties({"purpose": "add columns"})
+                )
+        self._columns_checked = True
 
     def version(self) -> int | None:
         return self.open().version() if self.exists() else None

@@ -33,6 +33,7 @@ def to_markdown(report: dict[str, Any]) -> str:
             f"{_with_ci(s['accuracy'], ci.get('accuracy'))} | {s['not_ok']} | "
             f"{s['tp']} | {s['fp']} | {s['fn']} | {s['tn']} |"
         )
+    lines += _score_lines(report)
     ci = report.get("ci95") or {}
     lines += [
         "",
@@ -48,6 +49,39 @@ def to_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _score_lines(report: dict[str, Any]) -> list[str]:
+    """The scores' table: ranking, calibration, and the operating point asked for."""
+    scored = {pid: s for pid, s in report["per_policy"].items() if s.get("scored")}
+    if not scored:
+        return ["", "no scores in these labels (a run with --no-scores, or made before them)"]
+    lines = [
+        "",
+        "| policy | scored | ROC AUC | PR AUC | ECE | operating point |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for pid, s in scored.items():
+        point, where = s.get("operating_point"), ""
+        if point:
+            target = ", ".join(
+                f"{k.split('_')[1]} >= {v}" for k, v in point.items() if "target" in k
+            )
+            where = (
+                f"{target}: no threshold reaches it"
+                if point["threshold"] is None
+                else f"{target}: score >= {point['threshold']:.4f} (precision "
+                f"{point['precision']:.3f}, recall {point['recall']:.3f})"
+            )
+        lines.append(
+            f"| {pid} | {s['scored']} | {_number(s['roc_auc'])} | {_number(s['pr_auc'])} | "
+            f"{_number(s['ece'])} | {where} |"
+        )
+    return lines
+
+
 def to_png(report: dict[str, Any], path: str | Path) -> None:
     """Confusion matrices and a precision/recall/F1 chart with intervals, as one PNG."""
     try:
@@ -59,7 +93,11 @@ def to_png(report: dict[str, Any], path: str | Path) -> None:
         raise UsageError("the PNG needs matplotlib: pip install 'safeguard-batch[plot]'") from exc
     policies = list(report["per_policy"].items())
     columns = max(1, len(policies))
-    fig, axes = plt.subplots(2, columns, figsize=(3.2 * columns + 1, 6.4), squeeze=False)
+    scored = [(pid, s) for pid, s in policies if s.get("scored")]
+    rows = 3 if scored else 2
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(max(3.2 * columns + 1, 8), 3.2 * rows), squeeze=False
+    )
     for index, (pid, s) in enumerate(policies):
         ax = axes[0][index]
         matrix = np.array([[s["tn"], s["fp"]], [s["fn"], s["tp"]]])
@@ -70,9 +108,10 @@ def to_png(report: dict[str, Any], path: str | Path) -> None:
         ax.set_xticks([0, 1], ["pred 0", "pred 1"])
         ax.set_yticks([0, 1], ["gold 0", "gold 1"])
         ax.set_title(f"{pid} (n={s['support']}, not ok {s['not_ok']})", fontsize=9)
-    bars = fig.add_subplot(2, 1, 2)
-    for ax in axes[1]:
-        ax.remove()
+    for row in axes[1:]:
+        for ax in row:
+            ax.remove()
+    bars = fig.add_subplot(rows, 1, 2)
     width = 0.27
     for offset, metric in enumerate(("precision", "recall", "f1")):
         xs, heights, errors = [], [], [[], []]
@@ -89,6 +128,28 @@ def to_png(report: dict[str, Any], path: str | Path) -> None:
     bars.set_ylim(0, 1.05)
     bars.set_ylabel("score (95% bootstrap interval)")
     bars.legend(loc="upper right", fontsize=8)
+    if scored:
+        _score_curves(fig, rows, scored)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _score_curves(fig: Any, rows: int, scored: list[tuple[str, dict[str, Any]]]) -> None:
+    """Precision/recall curves and the reliability diagram, every policy on each."""
+    curves, reliability = fig.add_subplot(rows, 2, 5), fig.add_subplot(rows, 2, 6)
+    for pid, s in scored:
+        curve = s["pr_curve"]
+        curves.plot(curve["recall"], curve["precision"], label=f"{pid} (AP {s['pr_auc'] or 0:.2f})")
+        bins = s["reliability"]
+        reliability.plot([b["mean_score"] for b in bins], [b["violating"] for b in bins],
+                         marker="o", label=f"{pid} (ECE {s['ece']:.3f})")  # fmt: skip
+    curves.set_xlabel("recall")
+    curves.set_ylabel("precision")
+    curves.set_xlim(0, 1.02)
+    curves.set_ylim(0, 1.05)
+    curves.legend(loc="lower left", fontsize=8)
+    reliability.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+    reliability.set_xlabel("mean score in bin")
+    reliability.set_ylabel("share violating (gold)")
+    reliability.legend(loc="upper left", fontsize=8)

@@ -19,16 +19,17 @@ from batch.flow.read import parquet_pattern
 from batch.output.labels import latest_per, require_table
 from batch.output.table import reading
 from batch.reports.metrics import DEFAULT_RESAMPLES, PolicyScores, bootstrap, ratio, score
+from batch.reports.score_metrics import score_quality
 
 
 def latest_labels_by_id(labels_dir: str | Path) -> pl.DataFrame:
-    """One row per (id, policy_id) of the table's current version: the most recent one."""
-    labels = (
-        require_table(labels_dir)
-        .scan()
-        .select("id", "policy_id", "status", "violation", "labelled_at")
-    )
+    """One row per (id, policy_id) of the table's current version: the most recent one
+    (``score`` null where the table predates scores)."""
     with reading(labels_dir):
+        labels = require_table(labels_dir).scan()
+        if "score" not in labels.collect_schema().names():
+            labels = labels.with_columns(pl.lit(None, pl.Float64).alias("score"))
+        labels = labels.select("id", "policy_id", "status", "violation", "score", "labelled_at")
         return latest_per(labels, ["id", "policy_id"]).collect()
 
 
@@ -68,13 +69,14 @@ def _aligned(
         ),
         on="id",
         how="left",
-    ).join(mine.select("id", "status", "violation"), on="id", how="left")
+    ).join(mine.select("id", "status", "violation", "score"), on="id", how="left")
     labelled = joined["status"].is_not_null()
     ok = (joined["status"] == "ok").fill_null(False)
     pred = (ok & joined["violation"].fill_null(False)).cast(pl.Int8).to_numpy()
     truth = joined["gold"].cast(pl.Int8, strict=False).fill_null(-1).to_numpy()
     truth = np.where(labelled.to_numpy(), truth, -1)  # not labelled: not scored
-    return pred, truth, ok.to_numpy()
+    scores = joined["score"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+    return pred, truth, ok.to_numpy(), scores
 
 
 def _summary(
@@ -103,8 +105,11 @@ def evaluate(
     id_column: str = "id",
     resamples: int = DEFAULT_RESAMPLES,
     seed: int = 0,
+    targets: tuple[float | None, float | None] = (None, None),
 ) -> dict[str, Any]:
-    """Score every policy found in the labels that has a gold column."""
+    """Score every policy found in the labels that has a gold column; where labels have a
+    score, also its ranking, calibration and the threshold meeting ``targets`` (recall,
+    precision)."""
     labels = latest_labels_by_id(labels_dir)
     gold = pl.read_parquet(parquet_pattern(gold_path)).with_columns(
         pl.col(id_column).cast(pl.String)
@@ -120,18 +125,21 @@ def evaluate(
         .sort("id")
     )
     per_policy: dict[str, PolicyScores] = {}
+    quality: dict[str, dict[str, Any]] = {}
     aligned_pred: dict[str, np.ndarray] = {}
     aligned_gold: dict[str, np.ndarray] = {}
     for pid, column in sorted(mapping.items()):
         if column not in gold.columns:
             raise UsageError(f"gold file {gold_path} has no column {column!r}")
         mine = labels.filter(pl.col("policy_id") == pid)
-        pred, truth, ok = _aligned(items, gold, mine, column, id_column)
+        pred, truth, ok, scores = _aligned(items, gold, mine, column, id_column)
         aligned_pred[pid], aligned_gold[pid] = pred, truth
         keep = truth >= 0
         per_policy[pid] = score(
             pred[keep].tolist(), truth[keep].tolist(), int((~ok & keep).sum()), pid
         )
+        scored = keep & ok & ~np.isnan(scores)
+        quality[pid] = score_quality(scores[scored], truth[scored], *targets)
     intervals = bootstrap(aligned_pred, aligned_gold, resamples, seed)
     for pid, scores in per_policy.items():
         scores.ci95 = intervals["per_policy"].get(pid, {})
@@ -140,14 +148,17 @@ def evaluate(
         "gold": str(gold_path),
         "gold_columns": mapping,
         "not_ok_counted_as": "predicted 0 (no violation flagged)",
-        "per_policy": {pid: asdict(s) for pid, s in per_policy.items()},
+        "per_policy": {pid: {**asdict(s), **quality[pid]} for pid, s in per_policy.items()},
         **_summary(per_policy, aligned_pred, aligned_gold),
-        "ci95": {
-            "method": "percentile bootstrap over items",
-            "resamples": intervals["resamples"],
-            "seed": seed,
-            "multi_policy_accuracy": intervals.get("multi_policy_accuracy"),
-            "micro_f1": intervals.get("micro_f1"),
-            "macro_f1": intervals.get("macro_f1"),
-        },
+        "ci95": _ci95(intervals, seed),
+    }
+
+
+def _ci95(intervals: dict[str, Any], seed: int) -> dict[str, Any]:
+    """The across-policy intervals, and how they were drawn."""
+    return {
+        "method": "percentile bootstrap over items",
+        "resamples": intervals["resamples"],
+        "seed": seed,
+        **{k: intervals.get(k) for k in ("multi_policy_accuracy", "micro_f1", "macro_f1")},
     }

@@ -70,6 +70,7 @@ def _settings(config: JobConfig) -> dict[str, Any]:
         "chunk_size": config.chunk_size,
         "batch_size": config.batch_size,
         "max_in_flight": config.max_in_flight,
+        "scores": config.scores,
         "max_model_len": config.max_model_len,
         "force": config.force,
         "retry_failed": config.retry_failed,

@@ -86,3 +86,6 @@ def test_held_out_sms_is_labelled_ok_and_scored(tmp_path, heldout, tiny_trained_
     # is 97% well-formed, not an exact count.
     rows = manifest["per_policy"]["harassment"]["status"]
     assert rows["ok"] >= 0.97 * 300
+    # Every ok label has a score read from the verdict token, and it ranks spam above ham.
+    assert spam["scored"] >= 0.99 * 300 and spam["roc_auc"] >= 0.8, spam["roc_auc"]
+    assert 0 <= spam["ece"] <= 1

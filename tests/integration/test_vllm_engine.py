@@ -83,3 +83,22 @@ def test_stream_gives_a_refused_request_its_own_error_and_frees_slots_when_close
     next(stream)
     stream.close()  # the caller stops early: what it left in the engine is aborted
     assert not engine._llm.llm_engine.has_unfinished_requests()
+
+
+def test_scored_requests_get_the_logprobs_of_their_score_tokens(engine, policies):
+    from batch.engine.base import FLOOR
+
+    prefix = render_prefix(policies[0])
+    sampling = SamplingSettings(temperature=0.0, top_p=1.0, max_tokens=8)
+    plain = generate(engine, [GenerationRequest(prefix.prompt_for("score me"), 5)], sampling)[0]
+    assert plain.score_logprobs is None
+    wanted = tuple(sorted(set(plain.token_ids)))  # whatever it says, greedy, is a score token
+    scored = generate(engine, [GenerationRequest(prefix.prompt_for("score me"), 5, wanted)],
+                      sampling)[0]  # fmt: skip
+    assert list(scored.token_ids) == list(plain.token_ids)  # asking for logprobs changes nothing
+    assert set(scored.score_logprobs) == set(range(len(plain.token_ids)))
+    for position, token in enumerate(scored.token_ids):
+        entry = scored.score_logprobs[position]
+        # greedy: the sampled token is the most likely one, at or above every top-k value
+        assert entry[FLOOR] <= entry[token] <= 0
+        assert all(value <= entry[token] + 1e-6 for t, value in entry.items() if t != FLOOR)
