@@ -331,14 +331,23 @@ def main(argv: list[str] | None = None) -> int:
 
 def production_phases(engine, policies, fingerprint: str, args, tmp: Path) -> dict:
     """Temperature 1.0, per-row seeds, ``--t1-batches`` batches: what users run."""
+    from dataclasses import replace
+
     from bench_t1 import t1_phases, t1_table
 
     from batch.engine.base import SamplingSettings
+    from batch.flow.score import score_tokens
 
     total = args.t1_batches * args.t1_batch_size
     texts = distinct_messages(SMS, -(-total // len(policies)), unique_suffix=True)
     sampling = SamplingSettings(1.0, 1.0, args.max_tokens)
-    requests = seeded_requests(policies, texts, fingerprint, sampling)
+    # The job's requests as it sends them by default: seeded, and asking for the score's
+    # log-probabilities; the no-scores phase shows what those cost.
+    scored = score_tokens()
+    requests = [
+        replace(r, score_tokens=scored)
+        for r in seeded_requests(policies, texts, fingerprint, sampling)
+    ]
     shard = write_shard(tmp / "t1-in", texts)
     # Two chunks a batch, as at the defaults (1,000 rows x 2 policies in 4,096 requests).
     chunk = max(1, args.t1_batch_size // (2 * len(policies)))

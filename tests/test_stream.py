@@ -65,26 +65,30 @@ def test_groups_overlap_in_the_engine_and_commit_before_the_last_answer(
     assert read_output(tmp_path / "out").num_rows == 24
 
 
+class SlowLast(ScriptedEngine):
+    """Answers in arrival order, except ``slow`` content, answered last of all."""
+
+    def __init__(self, events: Events) -> None:
+        super().__init__()
+        self.events = events
+
+    def stream(self, requests, sampling, max_in_flight):
+        late = []
+        for key, request in requests:
+            if "slow" in text_of(request):
+                late.append(key)
+                continue
+            self.events.log.append(f"answer {text_of(request)}")
+            yield key, harmony_completion(well_formed(request))
+        for key in late:
+            self.events.log.append("answer slow")
+            yield key, harmony_completion("0")
+
+
 def test_a_slow_request_holds_only_its_own_group(tmp_path, policies, monkeypatch):
     events = Events(monkeypatch)
-
-    class SlowFirst(ScriptedEngine):
-        """Answers in arrival order, except ``slow`` content, answered last of all."""
-
-        def stream(self, requests, sampling, max_in_flight):
-            late = []
-            for key, request in requests:
-                if "slow" in text_of(request):
-                    late.append(key)
-                else:
-                    events.log.append(f"answer {text_of(request)}")
-                    yield key, harmony_completion(well_formed(request))
-            for key in late:
-                events.log.append("answer slow")
-                yield key, harmony_completion("0")
-
     source = shard(tmp_path / "in", ["slow one", "b", "c", "d", "e", "f"])
-    result = run([source], policies[:1], tmp_path / "out", SlowFirst(), chunk_size=2,
+    result = run([source], policies[:1], tmp_path / "out", SlowLast(events), chunk_size=2,
                  batch_size=2, max_in_flight=100)  # fmt: skip
     commits = [e for e in events.log if e.startswith("commit")]
     assert commits == ["commit ['s.parquet1']", "commit ['s.parquet2']", "commit ['s.parquet0']"]
@@ -95,23 +99,9 @@ def test_a_slow_request_holds_only_its_own_group(tmp_path, policies, monkeypatch
 
 def test_a_chunk_commits_without_waiting_for_the_rest_of_its_group(tmp_path, policies, monkeypatch):
     events = Events(monkeypatch)
-
-    class SlowLast(ScriptedEngine):
-        """Answers in arrival order, except ``slow`` content, answered last of all."""
-
-        def stream(self, requests, sampling, max_in_flight):
-            late = []
-            for key, request in requests:
-                if "slow" in text_of(request):
-                    late.append(key)
-                    continue
-                yield key, harmony_completion(well_formed(request))
-            for key in late:
-                yield key, harmony_completion("0")
-
     source = shard(tmp_path / "in", ["a", "b", "c", "slow d"])
     # one group (batch 100) of two chunks of two rows
-    run([source], policies[:1], tmp_path / "out", SlowLast(), chunk_size=2, batch_size=100)
+    run([source], policies[:1], tmp_path / "out", SlowLast(events), chunk_size=2, batch_size=100)
     commits = [e for e in events.log if e.startswith("commit")]
     assert commits == ["commit ['s.parquet0']", "commit ['s.parquet1']"]
     assert read_output(tmp_path / "out").num_rows == 4
