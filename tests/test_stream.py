@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 from helpers import make_config, read_output, run, well_formed
@@ -105,6 +107,34 @@ def test_a_chunk_commits_without_waiting_for_the_rest_of_its_group(tmp_path, pol
     commits = [e for e in events.log if e.startswith("commit")]
     assert commits == ["commit ['s.parquet0']", "commit ['s.parquet1']"]
     assert read_output(tmp_path / "out").num_rows == 4
+
+
+def test_a_chunk_ready_soon_after_a_commit_is_written_at_the_next_answer(
+    tmp_path, policies, monkeypatch
+):
+    import batch.flow.stream as stream
+
+    monkeypatch.setattr(stream, "COMMIT_GAP_SECONDS", 0.3)
+    events = Events(monkeypatch)
+    order = ["a", "b", "e", "f", "c", "g", "slow", "h"]
+
+    class Ordered(ScriptedEngine):
+        def stream(self, requests, sampling, max_in_flight):
+            pending = {text_of(request): key for key, request in requests}
+            for text in order:
+                if text == "c":
+                    time.sleep(0.5)  # past the gap: the next answer, any group's, writes it
+                events.log.append(f"answer {text}")
+                yield pending[text], harmony_completion("0")
+
+    source = shard(tmp_path / "in", ["a", "b", "c", "slow", "e", "f", "g", "h"])
+    # two groups of two chunks: (a b)(c slow), (e f)(g h)
+    run([source], policies[:1], tmp_path / "out", Ordered(), chunk_size=2, batch_size=4,
+        max_in_flight=100)  # fmt: skip
+    log = [e for e in events.log if e.startswith(("commit", "answer g", "answer c"))]
+    # (e f) was ready within the gap after (a b)'s commit: written at the next answer (c, of
+    # the other group), not when its own group answers again
+    assert log[:4] == ["commit ['s.parquet0']", "answer c", "commit ['s.parquet2']", "answer g"]
 
 
 def test_identical_work_in_two_open_groups_is_asked_once(tmp_path, policies):

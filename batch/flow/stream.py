@@ -58,6 +58,7 @@ class GroupStream(Generic[T]):
         self._attributed = 0.0
         self._our_seconds = 0.0  # time spent planning and committing inside the engine's pull
         self._last_commit = -float("inf")
+        self._deferred = False  # a ready chunk waits for the gap after the last commit
         self._numbers = itertools.count()
         self._ids = itertools.count()
 
@@ -123,7 +124,7 @@ class GroupStream(Generic[T]):
         entry = self.open[number]
         group = entry.group
         group.answer(index, result)
-        if group.ready():
+        if group.ready() or self._deferred:
             self._advance()
         if number not in self.open or not group.unanswered:
             return
@@ -136,7 +137,7 @@ class GroupStream(Generic[T]):
     def _advance(self) -> None:
         """Commit every chunk that waits on nothing; give held work its labels once the
         groups it waits on are written; close groups written whole. Until nothing moves."""
-        progress = True
+        progress, self._deferred = True, False
         while progress:
             progress = False
             for number, entry in list(self.open.items()):
@@ -149,6 +150,8 @@ class GroupStream(Generic[T]):
                 recent = time.monotonic() - self._last_commit < COMMIT_GAP_SECONDS
                 if ready and (len(ready) + len(group.committed) == len(group.chunks) or not recent):
                     self._commit(entry, ready)  # one upsert for every chunk ready now
+                elif ready:
+                    self._deferred = True  # committed at the first answer after the gap
                 if group.done:
                     self._close(number, entry)
                     progress = True
