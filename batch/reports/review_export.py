@@ -60,7 +60,9 @@ def _current(output: str | Path, policies: Sequence[str]) -> pl.DataFrame:
             frame = frame.with_columns(pl.lit(None, pl.Float64).alias("score"))
         if policies:
             frame = frame.filter(pl.col("policy_id").is_in(list(policies)))
-        return frame.collect()
+        # only what selecting and writing need: never the reasoning, the table's bulk
+        wanted = [c for c in COLUMNS if c != "reason"] + ["prefilter_audit"]
+        return frame.select(wanted).collect()
 
 
 def _disputed(current: pl.DataFrame, against: pl.DataFrame) -> pl.DataFrame:
@@ -116,7 +118,11 @@ def select_for_review(
         if against is None and against_version is None:
             raise UsageError("--select disputed needs --against TABLE or --against-version N")
         with reading(against or output):
-            other = scan_labels(against or output, against_version).collect()
+            other = (
+                scan_labels(against or output, against_version)
+                .select("policy_id", "source_file", "source_row", "status", "label")
+                .collect()
+            )
     picked = pl.concat(
         [_pick(current, s, threshold, other, seed).select(COLUMNS) for s in selections]
     )
