@@ -11,7 +11,7 @@ under names starting with ``_``, which Delta readers and ``vacuum`` leave alone.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,13 @@ import pyarrow as pa
 from batch.errors import UsageError
 from batch.output.failures import writing
 from batch.output.locks import commit_lock
+from batch.output.predicates import (
+    RowRanges,
+    ranges_filter,
+    ranges_predicate,
+    row_ranges,
+    sql_list,
+)
 from batch.output.schema import OUTPUT_SCHEMA
 
 KEY = ("policy_id", "source_file", "source_row")
@@ -38,17 +45,6 @@ TABLE_CONFIGURATION = {
 
 class TableError(UsageError):
     """An output folder that is not a usable label table; the message says what to do."""
-
-
-def sql_list(values: Iterable[Any]) -> str:
-    """Values as a SQL list: strings quoted (quotes doubled), numbers as they are."""
-    items = []
-    for value in values:
-        if isinstance(value, str):
-            items.append("'" + value.replace("'", "''") + "'")
-        else:
-            items.append(str(int(value)))
-    return ", ".join(items)
 
 
 def _properties(metadata: dict[str, Any]):
@@ -141,19 +137,32 @@ class LabelTable:
         return self.open().version() if self.exists() else None
 
     def current(
-        self, source_files: Sequence[str], policy_ids: Sequence[str], columns: Sequence[str]
+        self,
+        source_files: Sequence[str],
+        policy_ids: Sequence[str],
+        columns: Sequence[str],
+        rows: RowRanges | None = None,
+        version: int | None = None,
     ) -> pa.Table:
-        """The current rows of some source files under some policies (files pruned by the log's
-        statistics, so the cost follows those files, not the table)."""
+        """The current rows of some source files under some policies, or only of some ``rows``
+        of them (files pruned by the log's statistics, so the cost follows what is asked,
+        not the table, nor everything written for those files); at ``version``: the rows
+        that were current then (time travel)."""
         import polars as pl
 
+        if rows is not None:
+            rows = {f: spans for f, spans in rows.items() if spans}
+            source_files = sorted(rows)
         if not self.exists() or not source_files or not policy_ids:
             return OUTPUT_SCHEMA.empty_table().select(list(columns))
-        wanted = pl.col("policy_id").is_in(list(policy_ids)) & pl.col("source_file").is_in(
-            list(source_files)
-        )
+        wanted = pl.col("policy_id").is_in(list(policy_ids))
+        if rows is not None:
+            wanted = wanted & ranges_filter(rows)
+        else:
+            wanted = wanted & pl.col("source_file").is_in(list(source_files))
         with reading(self.output):
-            frame = pl.scan_delta(self.open()).filter(wanted).select(list(columns)).collect()
+            table = self.open(version)
+            frame = pl.scan_delta(table).filter(wanted).select(list(columns)).collect()
         return frame.to_arrow()
 
     def upsert(self, rows: pa.Table, metadata: dict[str, Any]) -> int:
@@ -164,13 +173,22 @@ class LabelTable:
         from deltalake.exceptions import CommitFailedError
 
         self.ensure()
-        files = sorted(set(rows.column("source_file").to_pylist()))
         policies = sorted(set(rows.column("policy_id").to_pylist()))
+        # Pruned to the rows it writes, not only to their files: the log's statistics then
+        # skip every data file of other rows, so a commit's cost does not grow with what is
+        # already written for its files (a MERGE pruned by file alone reads all of that).
+        ranges = row_ranges(
+            rows.column("source_file").to_pylist(), rows.column("source_row").to_pylist()
+        )
         predicate = " AND ".join(
             [*(f"t.{k} = s.{k}" for k in KEY)]
-            + [f"t.policy_id IN ({sql_list(policies)})", f"t.source_file IN ({sql_list(files)})"]
+            + [f"t.policy_id IN ({sql_list(policies)})", ranges_predicate(ranges, "t")]
         )
-        with writing(self.output, "the label table"), commit_lock(self.path):
+        with (
+            writing(self.output, "the label table"),
+            rewriting(self.output),
+            commit_lock(self.path),
+        ):
             for attempt in range(COMMIT_RETRIES):
                 table = self.open()
                 try:
@@ -211,7 +229,11 @@ class LabelTable:
             f"policy_id = {sql_list([policy_id])} AND source_file = {sql_list([source_file])} "
             f"AND source_row >= {int(from_row)}"
         )
-        with writing(self.output, "the label table"), commit_lock(self.path):
+        with (
+            writing(self.output, "the label table"),
+            rewriting(self.output),
+            commit_lock(self.path),
+        ):
             metrics = self.open().delete(
                 predicate, commit_properties=_properties({"purpose": "a file shrank"})
             )
@@ -252,8 +274,24 @@ def reading(output: str | Path) -> Iterator[None]:
         panic = type(exc).__name__ == "PanicException"  # pyo3_runtime.PanicException
         if not panic and not isinstance(exc, pl.exceptions.PolarsError | OSError):
             raise
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise TableError(
-            f"{output}: a data file cannot be read ({type(exc).__name__}: {first}); "
-            "restore it from a backup"
-        ) from exc
+        raise _unreadable(output, exc) from exc
+
+
+@contextmanager
+def rewriting(output: str | Path) -> Iterator[None]:
+    """The same for a data file delta-rs cannot read while it rewrites (a MERGE, a DELETE):
+    its error says "Parquet error"; every other failure is the write's own."""
+    try:
+        yield
+    except Exception as exc:
+        if type(exc).__name__ == "DeltaError" and "Parquet error" in str(exc):
+            raise _unreadable(output, exc) from exc
+        raise
+
+
+def _unreadable(output: str | Path, exc: BaseException) -> TableError:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return TableError(
+        f"{output}: a data file cannot be read ({type(exc).__name__}: {first}); "
+        "restore it from a backup"
+    )
