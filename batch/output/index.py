@@ -126,6 +126,14 @@ class Index:
                 [(f, p, w, s, int(c)) for f, p, w, s, c in entries],
             )
 
+    def meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.transaction():
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
     def table_version_seen(self) -> int:
         row = self.db.execute("SELECT value FROM meta WHERE key = 'table_version'").fetchone()
         return int(row[0]) if row else -1

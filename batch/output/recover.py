@@ -1,17 +1,23 @@
 """Rebuilding an output's index from its table, when the index is new to the table (lost, or
-the table was migrated or copied without it): which (file, policy) pairs the table holds, and
-its reusable labels. One scan of the table, once; later runs keep the index up to date."""
+the table was migrated or copied without it), or its label store is of an older version:
+which (file, policy) pairs the table holds, and where its reusable labels lie. One pass over
+the table's data files, one file at a time, so memory follows the largest file, not the table.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
 
 import polars as pl
 
 from batch.output.index import Index
 from batch.output.schema import OK
-from batch.output.store import LABEL_COLUMNS, LabelStore, WorkKey
-from batch.output.table import LabelTable
+from batch.output.store import WORK_COLUMNS, LabelStore, WorkKey
+from batch.output.table import LabelTable, reading
 
-_WORK = ["policy_id", "policy_sha256", "prompt_sha256", "model_fingerprint", "settings_sha256"]
+_COLUMNS = ["source_file", "source_row", "source_fingerprint", "content_sha256", "status",
+            "decided_by", *WORK_COLUMNS]  # fmt: skip
 
 
 def needs_rebuild(table: LabelTable, index: Index) -> bool:
@@ -20,16 +26,36 @@ def needs_rebuild(table: LabelTable, index: Index) -> bool:
     return version is not None and version > 0 and index.table_version_seen() < 0
 
 
-def rebuild(table: LabelTable, index: Index) -> None:
-    labels = table.scan()
-    pairs = labels.select("source_file", "policy_id", "source_fingerprint").unique().collect()
-    index.record_progress((f, p, "", sha, False) for f, p, sha in pairs.iter_rows())
-    reusable = labels.filter(
-        (pl.col("status") == OK)
-        & pl.col("content_sha256").is_not_null()
-        & (pl.col("decided_by").is_null() | (pl.col("decided_by") == "model"))
-    ).select([*_WORK, "content_sha256", *LABEL_COLUMNS])
-    store = LabelStore(index)
-    for batch in reusable.collect().iter_slices(10_000):
-        for key, rows in batch.group_by(_WORK):
-            store.add(WorkKey(*key), rows.to_dicts())
+def _data_files(table: LabelTable) -> Iterator[tuple[str, str]]:
+    """(policy id, path) of every data file of the table's current version."""
+    import pyarrow as pa
+
+    actions = pa.table(table.open().get_add_actions(flatten=True)).to_pydict()
+    root = table.output.rstrip("/")
+    for path, policy_id in zip(actions["path"], actions["partition.policy_id"], strict=True):
+        yield policy_id, path if "://" in path else str(Path(root) / path)
+
+
+def rebuild(table: LabelTable, index: Index, progress: bool = True) -> None:
+    """Refill the index from the table: the (file, policy) pairs it holds, not complete, and
+    pointers to its reusable labels. A row a later commit replaced is pointed at for nothing:
+    a lookup checks the row in the table and finds another label there (a miss)."""
+    store = LabelStore(index, table)
+    version = table.version()
+    pairs: set[tuple[str, str, str]] = set()
+    for policy_id, path in _data_files(table):
+        with reading(table.output):
+            frame = pl.read_parquet(path, columns=_COLUMNS)
+        seen = frame.select("source_file", "source_fingerprint").unique()
+        pairs.update((f, policy_id, sha) for f, sha in seen.iter_rows())
+        usable = frame.filter(
+            (pl.col("status") == OK)
+            & pl.col("content_sha256").is_not_null()
+            & (pl.col("decided_by").is_null() | (pl.col("decided_by") == "model"))
+        )
+        for key, rows in usable.group_by(list(WORK_COLUMNS)):
+            entries = rows.select("content_sha256", "source_file", "source_row").iter_rows()
+            store.add(WorkKey(policy_id, *key), entries, version)
+    if progress:
+        index.record_progress((f, p, "", sha, False) for f, p, sha in sorted(pairs))
+    store.filled()

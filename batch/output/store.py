@@ -1,39 +1,57 @@
-"""The label store: earlier ``ok`` model labels, found by content, so identical work is never
-redone.
+"""The label store: where an earlier ``ok`` model label of the same content lies, so identical
+work is never redone.
 
 A label can be carried over to another row when everything that defines it matches: the
 content (``content_sha256``), the policy bytes, the rendered prompt, the model fingerprint and
 the generation settings (``settings_sha256``, which includes the parser version). Only ``ok``
 labels the model gave are kept (a prefilter's 0 is not the model's verdict; failures are
-retried instead). They live in the output's index (SQLite, on disk), added after each commit,
-so a lookup costs a B-tree probe per content, whatever the size of the history.
+retried instead).
 
-New labels go to a small ``labels_recent`` table, so a night's inserts touch few pages
-whatever the size of the history; ``fold`` moves them, sorted, into ``labels`` (``compact``
+The store keeps a **pointer** per label, not the label: (work, first 16 bytes of the content
+hash) -> (source file, source row, table version) of the row that holds it, about 50 bytes of
+disk a label whatever the length of its reasoning. A lookup is a B-tree probe; the labels
+found are read from the table (pruned to the rows pointed at) and checked against the work key
+and the full content hash there, so a pointer can miss, never give a wrong label: the table
+stays the one truth. A row relabelled since (other settings, then the old ones again) is read
+from the version that wrote it, as long as time travel reaches it (until ``vacuum``).
+
+New pointers go to a small ``pointers_recent`` table, so a night's inserts touch few pages
+whatever the size of the history; ``fold`` moves them, sorted, into ``pointers`` (``compact``
 does it, and a run does when the recent table has grown past ``FOLD_ROWS``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from batch.output.failures import writing
 from batch.output.index import Index
 from batch.output.schema import OK
 
+if TYPE_CHECKING:  # pragma: no cover
+    from batch.output.table import LabelTable
+
+STORE_VERSION = "2"  # 1: the label columns as JSON (~540 bytes a label); 2: pointers
 _TABLES = """
-CREATE TABLE IF NOT EXISTS labels (
-    work BLOB, content BLOB, label TEXT, PRIMARY KEY (work, content)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS labels_recent (
-    work BLOB, content BLOB, label TEXT, PRIMARY KEY (work, content)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS works (
+    id INTEGER PRIMARY KEY, policy_id TEXT, digest BLOB, UNIQUE (policy_id, digest));
+CREATE TABLE IF NOT EXISTS sources (id INTEGER PRIMARY KEY, source_file TEXT UNIQUE);
+CREATE TABLE IF NOT EXISTS pointers (
+    work INTEGER, content BLOB, source INTEGER, row INTEGER, version INTEGER,
+    PRIMARY KEY (work, content)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS pointers_recent (
+    work INTEGER, content BLOB, source INTEGER, row INTEGER, version INTEGER,
+    PRIMARY KEY (work, content)) WITHOUT ROWID;
 """
+_OLD_TABLES = ("labels", "labels_recent")  # store version 1
 _LOOKUP_CHUNK = 500  # parameters per IN (...) query
+_CONTENT_BYTES = 16  # of the content's sha256: the full hash is checked in the table
+_OLD_VERSIONS = 8  # earlier table versions one lookup reads at most (time travel)
 FOLD_ROWS = 1_000_000
+Where = tuple[str, int, int]  # source file, source row, table version
 
 # Columns a carried-over row takes from the row it copies; the rest describe the new row.
 LABEL_COLUMNS = (
@@ -56,6 +74,8 @@ LABEL_COLUMNS = (
     "run_id",
     "labelled_at",
 )
+WORK_COLUMNS = ("policy_sha256", "prompt_sha256", "model_fingerprint", "settings_sha256")
+_CHECKED = ("source_file", "source_row", "content_sha256", *WORK_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -78,75 +98,179 @@ class WorkKey:
         )
         return hashlib.sha256("|".join(parts).encode()).digest()[:16]
 
-
-def _reusable(row: dict[str, Any]) -> bool:
-    return (
-        row["status"] == OK
-        and row["content_sha256"] is not None
-        and row.get("decided_by") in (None, "model")
-    )
-
-
-def _encode(row: dict[str, Any]) -> str:
-    values = {c: row.get(c) for c in LABEL_COLUMNS}
-    values["labelled_at"] = row["labelled_at"].isoformat()
-    return json.dumps(values, separators=(",", ":"))
+    @property
+    def columns(self) -> tuple[str, str, str, str]:
+        """The key's values in the order of ``WORK_COLUMNS``."""
+        return (
+            self.policy_sha256,
+            self.prompt_sha256,
+            self.model_fingerprint,
+            self.settings_sha256,
+        )
 
 
-def _decode(text: str) -> dict[str, Any]:
-    values = json.loads(text)
-    values.setdefault("score", None)  # stored before scores existed
-    values["labelled_at"] = datetime.fromisoformat(values["labelled_at"])
-    return values
+def reusable(status: str | None, content: str | None, decided_by: str | None) -> bool:
+    """An ``ok`` label the model gave for known content: another row may carry it over."""
+    return status == OK and content is not None and decided_by in (None, "model")
+
+
+def _content(digest: str) -> bytes:
+    return bytes.fromhex(digest[: 2 * _CONTENT_BYTES])
 
 
 class LabelStore:
-    """Looks up and records earlier ``ok`` labels by content hash, per work key."""
+    """Looks up and records where earlier ``ok`` labels lie, by content hash, per work key."""
 
-    def __init__(self, index: Index) -> None:
+    def __init__(self, index: Index, table: LabelTable | None = None) -> None:
         self.index = index
+        self.table = table
         self.db = index.db
+        self._works: dict[tuple[str, bytes], int] = {}
+        self._sources: dict[str, int] = {}
         with writing(index.path, "the index"):
+            self._upgrade()
             self.db.executescript(_TABLES)
 
-    def _lookup(self, table: str, work: bytes, contents: list[bytes]) -> dict[bytes, str]:
-        found: dict[bytes, str] = {}
+    def _upgrade(self) -> None:
+        """Drop a store of an older version (``needs_refill`` then says so)."""
+        names = {row[0] for row in self.db.execute("SELECT name FROM sqlite_master")}
+        old = [name for name in _OLD_TABLES if name in names]
+        for name in old:
+            self.db.execute(f"DROP TABLE {name}")
+        if old:
+            self.db.execute("VACUUM")
+
+    def needs_refill(self) -> bool:
+        """The store is not (yet) of this version: its pointers must come from the table."""
+        return self.index.meta("store_version") != STORE_VERSION
+
+    def filled(self) -> None:
+        """The store now points at every reusable label the table held."""
+        self.index.set_meta("store_version", STORE_VERSION)
+
+    def _work_id(self, key: WorkKey, create: bool) -> int | None:
+        name = (key.policy_id, key.digest)
+        if name not in self._works:
+            query = "SELECT id FROM works WHERE policy_id = ? AND digest = ?"
+            row = self.db.execute(query, name).fetchone()
+            if row is None and not create:
+                return None
+            if row is None:
+                insert = "INSERT OR IGNORE INTO works (policy_id, digest) VALUES (?, ?)"
+                self.db.execute(insert, name)
+                row = self.db.execute(query, name).fetchone()
+            self._works[name] = int(row[0])
+        return self._works[name]
+
+    def _source_ids(self, files: Iterable[str]) -> dict[str, int]:
+        new = sorted(set(files) - self._sources.keys())
+        if new:
+            self.db.executemany(
+                "INSERT OR IGNORE INTO sources (source_file) VALUES (?)", [(f,) for f in new]
+            )
+            for start in range(0, len(new), _LOOKUP_CHUNK):
+                part = new[start : start + _LOOKUP_CHUNK]
+                marks = ", ".join("?" * len(part))
+                query = f"SELECT source_file, id FROM sources WHERE source_file IN ({marks})"
+                self._sources.update(self.db.execute(query, part))
+        return self._sources
+
+    def _lookup(self, table: str, work: int, contents: list[bytes]) -> dict[bytes, Where]:
+        found: dict[bytes, Where] = {}
         for start in range(0, len(contents), _LOOKUP_CHUNK):
             part = contents[start : start + _LOOKUP_CHUNK]
             marks = ", ".join("?" * len(part))
-            query = f"SELECT content, label FROM {table} WHERE work = ? AND content IN ({marks})"
-            found.update(self.db.execute(query, [work, *part]))
+            query = (
+                f"SELECT p.content, s.source_file, p.row, p.version FROM {table} p "
+                f"JOIN sources s ON s.id = p.source WHERE p.work = ? AND p.content IN ({marks})"
+            )
+            found.update((c, (f, r, v)) for c, f, r, v in self.db.execute(query, [work, *part]))
         return found
 
-    def fetch(self, key: WorkKey, digests: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """The stored label columns for each content hash that has them under ``key``."""
-        wanted = sorted({bytes.fromhex(d) for d in digests})
-        found = self._lookup("labels_recent", key.digest, wanted)
-        rest = [c for c in wanted if c not in found]
-        found.update(self._lookup("labels", key.digest, rest) if rest else {})
-        return {content.hex(): _decode(text) for content, text in found.items()}
+    def locate(self, key: WorkKey, digests: Iterable[str]) -> dict[str, Where]:
+        """Where a label of each content hash lies under ``key``: (source file, row, the
+        table version that wrote it)."""
+        work = self._work_id(key, create=False)
+        if work is None:
+            return {}
+        wanted = {_content(d): d for d in digests if d}
+        contents = sorted(wanted)
+        found = self._lookup("pointers_recent", work, contents)
+        rest = [c for c in contents if c not in found]
+        found.update(self._lookup("pointers", work, rest) if rest else {})
+        return {wanted[content]: where for content, where in found.items()}
 
-    def add(self, key: WorkKey, rows: Iterable[dict[str, Any]]) -> None:
-        """Record the reusable rows a commit just wrote (call it after the commit)."""
-        entries = [
-            (key.digest, bytes.fromhex(row["content_sha256"]), _encode(row))
-            for row in rows
-            if _reusable(row)
-        ]
-        if entries:
-            with self.index.transaction():
-                self.db.executemany(
-                    "INSERT OR REPLACE INTO labels_recent VALUES (?, ?, ?)", entries
-                )
+    def fetch(self, key: WorkKey, digests: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The label columns of an earlier ``ok`` label for each content hash that has one
+        under ``key``, read from the table and checked against it."""
+        located = self.locate(key, digests)
+        if not located or self.table is None:
+            return {}
+        out = self._read(key, located, None)
+        earlier: dict[int, dict[str, Where]] = {}
+        for digest, where in located.items():
+            if digest not in out and where[2] is not None:
+                earlier.setdefault(where[2], {})[digest] = where
+        for version in sorted(earlier, reverse=True)[:_OLD_VERSIONS]:
+            out.update(self._read(key, earlier[version], version))
+        return out
+
+    def _read(
+        self, key: WorkKey, located: dict[str, Where], version: int | None
+    ) -> dict[str, dict[str, Any]]:
+        """The labels pointed at, from the table now (or at ``version``), where the row there
+        still holds that content's label under ``key``."""
+        from batch.output.predicates import row_ranges
+        from batch.output.table import TableError
+
+        assert self.table is not None
+        files = [where[0] for where in located.values()]
+        rows = [where[1] for where in located.values()]
+        columns = list(dict.fromkeys([*_CHECKED, "decided_by", *LABEL_COLUMNS]))
+        ranges = row_ranges(files, rows)
+        try:
+            found = self.table.current(files, [key.policy_id], columns, ranges, version)
+        except TableError:  # that version is gone (vacuumed, log cleaned up): a miss
+            return {}
+        wanted = {where[:2]: digest for digest, where in located.items()}
+        out: dict[str, dict[str, Any]] = {}
+        for row in found.to_pylist():
+            digest = wanted.get((row["source_file"], row["source_row"]))
+            if (
+                digest is None
+                or row["content_sha256"] != digest
+                or tuple(row[c] for c in WORK_COLUMNS) != key.columns
+                or not reusable(row["status"], row["content_sha256"], row["decided_by"])
+            ):
+                continue  # relabelled since the pointer was written: a miss
+            out[digest] = {c: row[c] for c in LABEL_COLUMNS}
+        return out
+
+    def add(
+        self, key: WorkKey, entries: Iterable[tuple[str, str, int]], version: int | None
+    ) -> None:
+        """Point at the reusable rows a commit just wrote (call it after the commit):
+        ``(content hash, source file, source row)`` of each, and the commit's version."""
+        entries = list(entries)
+        if not entries:
+            return
+        with self.index.transaction():
+            work = self._work_id(key, create=True)
+            sources = self._source_ids(f for _, f, _ in entries)
+            self.db.executemany(
+                "INSERT OR REPLACE INTO pointers_recent VALUES (?, ?, ?, ?, ?)",
+                [(work, _content(d), sources[f], int(r), version) for d, f, r in entries],
+            )
 
     def recent_rows(self) -> int:
-        return int(self.db.execute("SELECT count(*) FROM labels_recent").fetchone()[0])
+        return int(self.db.execute("SELECT count(*) FROM pointers_recent").fetchone()[0])
 
     def fold(self) -> int:
-        """Move the recent labels into the main table, in key order; how many moved."""
+        """Move the recent pointers into the main table, in key order; how many moved."""
         with self.index.transaction():
             moved = self.db.execute(
-                "INSERT OR REPLACE INTO labels SELECT * FROM labels_recent ORDER BY work, content"
+                "INSERT OR REPLACE INTO pointers SELECT * FROM pointers_recent "
+                "ORDER BY work, content"
             ).rowcount
-            self.db.execute("DELETE FROM labels_recent")
+            self.db.execute("DELETE FROM pointers_recent")
         return int(moved)
