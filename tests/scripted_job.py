@@ -47,7 +47,13 @@ def main() -> None:
     parser.add_argument("output")
     parser.add_argument("--delay", type=float, default=0.02)
     parser.add_argument("--runner", choices=["local", "ray"], default="local")
+    # Commits as often as answers come (about one per engine step), so a kill can land
+    # between any two of them.
+    parser.add_argument("--commit-gap", type=float, default=0.01)
     args = parser.parse_args()
+    import batch.flow.stream as stream
+
+    stream.COMMIT_GAP_SECONDS = stream.MAX_COMMIT_GAP_SECONDS = args.commit_gap
     policies = load_policies([conftest.POLICIES / "spam.md", conftest.POLICIES / "harassment.md"])
     config = make_config([args.input], policies, Path(args.output), chunk_size=3, batch_size=6)
     if args.runner == "ray":

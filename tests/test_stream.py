@@ -28,24 +28,33 @@ def text_of(request) -> str:
 
 
 class Events:
-    """Answers and commits in the order they happen."""
+    """Answers and commits in the order they happen; a commit lists the texts it writes."""
 
     def __init__(self, monkeypatch) -> None:
         self.log: list[str] = []
-        finish = Labeller.finish
+        commit = Labeller.commit
 
-        def logged(labeller, group, chunks=None):
-            written = range(len(group.chunks)) if chunks is None else chunks
-            names = sorted(group.chunks[c].source.source_file + str(group.chunks[c].index)
-                           for c in written)  # fmt: skip
-            self.log.append(f"commit {names}")
-            return finish(labeller, group, chunks)
+        def logged(labeller, parts):
+            names = sorted(
+                group.todo[group.decisions[n].task].chunk.texts[group.decisions[n].item.row]
+                for group, numbers in parts
+                for n in numbers
+            )
+            self.log.append(f"commit {' '.join(names)}")
+            return commit(labeller, parts)
 
-        monkeypatch.setattr(Labeller, "finish", logged)
+        monkeypatch.setattr(Labeller, "commit", logged)
 
     def respond(self, request):
         self.log.append(f"answer {text_of(request)}")
         return well_formed(request)
+
+
+def every_answer_commits(monkeypatch) -> None:
+    import batch.flow.stream as stream
+
+    monkeypatch.setattr(stream, "COMMIT_GAP_SECONDS", 0.0)
+    monkeypatch.setattr(stream, "MAX_COMMIT_GAP_SECONDS", 0.0)
 
 
 def test_groups_overlap_in_the_engine_and_commit_before_the_last_answer(
@@ -60,8 +69,9 @@ def test_groups_overlap_in_the_engine_and_commit_before_the_last_answer(
     assert engine.max_in_flight_seen == 10  # more than one group in flight: no drain between
     commits = [i for i, e in enumerate(events.log) if e.startswith("commit")]
     answers = [i for i, e in enumerate(events.log) if e.startswith("answer")]
-    assert len(commits) == 6 == result.manifest["counts"]["commits"]
-    assert commits[0] < answers[-1]  # the first group is written while others still run
+    assert len(commits) == result.manifest["counts"]["commits"] >= 2
+    assert commits[0] == answers[0] + 1  # the first answer is written at once
+    assert commits[0] < answers[-1]  # the first rows are written while others still run
     timing = result.manifest["timing"]
     assert 0 < timing["first_commit_seconds"] <= timing["wall_seconds"]
     assert read_output(tmp_path / "out").num_rows == 24
@@ -87,31 +97,22 @@ class SlowLast(ScriptedEngine):
             yield key, harmony_completion("0")
 
 
-def test_a_slow_request_holds_only_its_own_group(tmp_path, policies, monkeypatch):
+def test_a_slow_request_holds_back_only_its_own_row(tmp_path, policies, monkeypatch):
+    every_answer_commits(monkeypatch)
     events = Events(monkeypatch)
     source = shard(tmp_path / "in", ["slow one", "b", "c", "d", "e", "f"])
     result = run([source], policies[:1], tmp_path / "out", SlowLast(events), chunk_size=2,
                  batch_size=2, max_in_flight=100)  # fmt: skip
     commits = [e for e in events.log if e.startswith("commit")]
-    assert commits == ["commit ['s.parquet1']", "commit ['s.parquet2']", "commit ['s.parquet0']"]
+    # its chunk-mate "b" and every later group are written before it
+    assert commits == ["commit b", "commit c", "commit d", "commit e", "commit f",
+                       "commit slow one"]  # fmt: skip
     assert read_output(tmp_path / "out").num_rows == 6
     assert result.manifest["counts"]["status"]["ok"] == 6
     assert not list((tmp_path / "out" / "_claims").glob("*"))  # released after the last commit
 
 
-def test_a_chunk_commits_without_waiting_for_the_rest_of_its_group(tmp_path, policies, monkeypatch):
-    events = Events(monkeypatch)
-    source = shard(tmp_path / "in", ["a", "b", "c", "slow d"])
-    # one group (batch 100) of two chunks of two rows
-    run([source], policies[:1], tmp_path / "out", SlowLast(events), chunk_size=2, batch_size=100)
-    commits = [e for e in events.log if e.startswith("commit")]
-    assert commits == ["commit ['s.parquet0']", "commit ['s.parquet1']"]
-    assert read_output(tmp_path / "out").num_rows == 4
-
-
-def test_a_chunk_ready_soon_after_a_commit_is_written_at_the_next_answer(
-    tmp_path, policies, monkeypatch
-):
+def test_answers_within_the_gap_share_the_next_commit(tmp_path, policies, monkeypatch):
     import batch.flow.stream as stream
 
     monkeypatch.setattr(stream, "COMMIT_GAP_SECONDS", 0.3)
@@ -123,18 +124,40 @@ def test_a_chunk_ready_soon_after_a_commit_is_written_at_the_next_answer(
             pending = {text_of(request): key for key, request in requests}
             for text in order:
                 if text == "c":
-                    time.sleep(0.5)  # past the gap: the next answer, any group's, writes it
+                    time.sleep(0.5)  # past the gap: this answer, of another group, commits
                 events.log.append(f"answer {text}")
                 yield pending[text], harmony_completion("0")
 
     source = shard(tmp_path / "in", ["a", "b", "c", "slow", "e", "f", "g", "h"])
     # two groups of two chunks: (a b)(c slow), (e f)(g h)
-    run([source], policies[:1], tmp_path / "out", Ordered(), chunk_size=2, batch_size=4,
-        max_in_flight=100)  # fmt: skip
-    log = [e for e in events.log if e.startswith(("commit", "answer g", "answer c"))]
-    # (e f) was ready within the gap after (a b)'s commit: written at the next answer (c, of
-    # the other group), not when its own group answers again
-    assert log[:4] == ["commit ['s.parquet0']", "answer c", "commit ['s.parquet2']", "answer g"]
+    result = run([source], policies[:1], tmp_path / "out", Ordered(), chunk_size=2,
+                 batch_size=4, max_in_flight=100)  # fmt: skip
+    assert events.log == [
+        "answer a", "commit a",  # the first answer at once
+        "answer b", "answer e", "answer f",  # within the gap: they wait
+        "answer c", "commit b c e f",  # past it: one commit, both groups
+        "answer g", "answer slow", "answer h", "commit g h slow",  # the rest at the end
+    ]  # fmt: skip
+    assert result.manifest["counts"]["commits"] == 3
+
+
+def test_enough_waiting_rows_commit_within_the_gap(tmp_path, policies, monkeypatch):
+    import batch.flow.stream as stream
+
+    monkeypatch.setattr(stream, "COMMIT_GAP_SECONDS", 3600.0)
+    monkeypatch.setattr(stream, "MAX_COMMIT_GAP_SECONDS", 3600.0)
+    events = Events(monkeypatch)
+    source = shard(tmp_path / "in", [f"m{i}" for i in range(9)])
+    config = make_config([source], policies[:1], tmp_path / "out", chunk_size=3, batch_size=3)
+    labeller = Labeller(config, ScriptedEngine(events.respond, per_step=1), "run-1")
+    from batch.flow.chunks import iter_chunks
+    from batch.flow.stream import GroupStream
+
+    groups = [([chunk], None) for chunk in iter_chunks(config.inputs[0], "id", "text", 3)]
+    list(GroupStream(labeller, 100, ready_limit=4).run(groups))
+    commits = [e for e in events.log if e.startswith("commit")]
+    # the first answer at once, then every 4 waiting rows, then what is left at the end
+    assert commits == ["commit m0", "commit m1 m2 m3 m4", "commit m5 m6 m7 m8"]
 
 
 def test_identical_work_in_two_open_groups_is_asked_once(tmp_path, policies):
@@ -177,9 +200,9 @@ def test_progress_moves_per_request_and_ends_at_every_row(tmp_path, policies):
 
     chunks = list(iter_chunks(config.inputs[0], "id", "text", 6))
     moves: list[int] = []
-    committed = list(GroupStream(labeller, 100, moves.append).run([(chunks, None)]))
-    assert len(committed) == 1 and sum(moves) == 6
-    assert len([m for m in moves if m]) > 1  # it moved before the group committed
+    done = [p for _, p in GroupStream(labeller, 100, moves.append).run([(chunks, "g")]) if p]
+    assert done == ["g"] and sum(moves) == 6
+    assert len([m for m in moves if m]) > 1  # it moved before the group was written
 
 
 def test_the_default_in_flight_is_four_times_the_engine_slots(tmp_path, policies, small_shards):

@@ -225,12 +225,14 @@ def test_every_commit_names_its_run_and_chunks(tmp_path, small_shards, policies)
 
     result = run([small_shards], policies, tmp_path / "out", answering(), batch_size=1000)
     commits = [c for c in DeltaTable(str(tmp_path / "out")).history() if c.get("run_id")]
-    # the first chunk answered is written at once; the rest of the batch, answered within a
-    # second, in one more commit
+    # the first answer is written at once; the rest of the batch, answered within a second,
+    # in one more commit; each commit names the chunks whose rows it holds
     assert len(commits) == 2 == result.manifest["counts"]["commits"]
     assert {(c["run_id"], c["tool"]) for c in commits} == {(result.run_id, "safeguard-batch")}
-    chunks = sorted(name for c in commits for name in c["chunks"])
-    assert chunks == ["a.parquet#0@2", "a.parquet#1@2", "b.parquet#0@2"]
+    first, second = sorted(commits, key=lambda c: c["version"])
+    assert first["chunks"] == ["a.parquet#0@2"]
+    named = {name for c in commits for name in c["chunks"]}
+    assert named == {"a.parquet#0@2", "a.parquet#1@2", "b.parquet#0@2"}
 
 
 def test_an_output_folder_that_is_not_a_table_is_refused_with_a_clear_error(
@@ -300,10 +302,12 @@ def test_relabel_with_a_sample_writes_a_candidate_and_leaves_the_current_labels(
     assert "# Label diff" in shown[0]
 
 
-def test_compaction_leaves_the_rows_and_few_files(tmp_path, small_shards, policies):
+def test_compaction_leaves_the_rows_and_few_files(tmp_path, small_shards, policies, monkeypatch):
+    import batch.flow.stream as stream
     from batch.job.maintenance import compact
     from batch.output.table import LabelTable
 
+    monkeypatch.setattr(stream, "COMMIT_GAP_SECONDS", 0.0)  # a commit per answer: many files
     run([small_shards], policies, tmp_path / "out", answering(), chunk_size=1, batch_size=2)
     table = LabelTable(tmp_path / "out")
     before = read_output(tmp_path / "out").sort_by([("source_file", "ascending")])

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from batch.engine.base import GenerationRequest
 from batch.flow.decide import Candidate, Decision
 from batch.flow.todo import ChunkTask
 from batch.output.schema import ORIGIN_DUPLICATE, ORIGIN_MODEL
@@ -46,9 +45,3 @@ def group_requests(
             )
         )
     return decided, leaders
-
-
-def requests_for(
-    leaders: Sequence[Candidate], score_tokens: tuple[int, ...] = ()
-) -> list[GenerationRequest]:
-    return [GenerationRequest(c.item.prompt, c.item.seed or 0, score_tokens) for c in leaders]

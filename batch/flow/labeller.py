@@ -1,15 +1,16 @@
-"""The flow for a group of chunks: plan, decide, generate, parse, write (one commit), count.
+"""The flow for a group of chunks: plan, decide, generate, parse, write, count.
 
 Each stage is a function in its own module; the labeller only sequences them: ``prepare``
 plans a group (requests grouped by policy for the prefix cache), the engine answers its
-requests (``flow.stream`` keeps many groups in the engine at once), and ``finish`` parses and
-commits it. ``process`` does all three for one group, in one engine call.
+requests (``flow.stream`` keeps many groups in the engine at once), and ``commit`` parses the
+answers of the decisions that are ready, in any groups, and writes them as one upsert.
+``process`` does all of it for one group, in one engine call.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
 
@@ -25,7 +26,7 @@ from batch.flow.prompts import JobPrompts
 from batch.flow.route import route
 from batch.flow.rows import build_rows
 from batch.flow.score import score_tokens
-from batch.flow.stats import RunStats, count_group
+from batch.flow.stats import RunStats, count_decisions, count_tasks
 from batch.flow.todo import ChunkTask, current_rows, pending_task
 from batch.flow.write import write_rows
 from batch.output.index import Index
@@ -37,15 +38,28 @@ class Labeller:
     """Runs groups of chunks through the engine; holds only what a whole run shares."""
 
     def __init__(
-        self, config: JobConfig, engine: Engine, run_id: str, prompts: JobPrompts | None = None
+        self,
+        config: JobConfig,
+        engine: Engine,
+        run_id: str,
+        prompts: JobPrompts | None = None,
+        had_rows: Collection[tuple[str, str]] | None = None,
     ) -> None:
+        """``had_rows``: the (source file, policy) pairs the table held rows of when the run
+        planned its files; only those are read back. None: every pair the index knows."""
         self.config = config
         self.engine = engine
         self.run_id = run_id
         self.prompts = prompts or JobPrompts.for_job(config)
         self.table = LabelTable(config.output)
         self.index = Index(config.output)
-        self.store = LabelStore(self.index)
+        self.store = LabelStore(self.index, self.table)
+        self.had_rows = had_rows
+
+    def _had_rows(self, source_file: str, policy_id: str) -> bool:
+        if self.had_rows is None:
+            return self.index.progress(source_file, policy_id) is not None
+        return (source_file, policy_id) in self.had_rows
 
     def process(self, chunks: Sequence[Chunk]) -> RunStats:
         """Label a group of chunks under every policy; one engine call, one commit."""
@@ -55,7 +69,10 @@ class Labeller:
         for index, result in enumerate(results):
             group.answer(index, result)
         group.generate_seconds = time.perf_counter() - started
-        return self.finish(group)
+        stats = self.commit([(group, group.take_ready())])
+        stats.merge(self.group_stats(group))
+        stats.generate_seconds = group.generate_seconds
+        return stats
 
     def prepare(
         self, chunks: Sequence[Chunk], open_work: Mapping[HoldKey, int] | None = None
@@ -66,7 +83,7 @@ class Labeller:
         here are held for their labels instead of being asked twice.
         """
         config, prompts = self.config, self.prompts
-        current = current_rows(self.table, self.index, chunks, config.policies)
+        current = current_rows(self.table, chunks, config.policies, self._had_rows)
         tasks = [  # policy-major: requests that share a prefix run together
             pending_task(
                 chunk,
@@ -96,7 +113,7 @@ class Labeller:
 
     def hold_keys(self, group: PreparedGroup, start: int = 0) -> list[HoldKey]:
         """The work a group asks the engine for (its requests from ``start`` on)."""
-        keys = [self.prompts.work_key(task.policy) for task in group.todo]
+        keys = [task.policy.id for task in group.todo]
         return [
             (keys[d.task], d.item.content_sha256)
             for d in group.decisions
@@ -116,45 +133,40 @@ class Labeller:
         group.resolve_held(reused + shifted, leaders)
         return start
 
-    def finish(self, group: PreparedGroup, chunks: Iterable[int] | None = None) -> RunStats:
-        """Parse the answers of some chunks of a group (default: all not written yet), commit
-        their rows (one upsert) and count what they did."""
+    def commit(self, parts: Sequence[tuple[PreparedGroup, Sequence[int]]]) -> RunStats:
+        """Parse the answers some decisions of some groups wait on (each request once: its
+        decisions are ready together), write their rows as one upsert, count what they did."""
         config, prompts = self.config, self.prompts
-        everything = set(range(len(group.chunks))) - group.committed
-        wanted = set(chunks) if chunks is not None else everything
-        todo, leaders = group.todo, group.leaders
-        decisions = [d for d in group.decisions if group.chunk_of(d.task) in wanted]
-        needed = sorted({d.group for d in decisions if d.group is not None})
-        results: list = list(group.results)
-        for index in needed:
-            results[index] = results[index] if results[index] is not None else "no completion"
-        verdicts: list = [None] * len(leaders)
-        parsed = parse_answers(
-            [leaders[i] for i in needed], [results[i] for i in needed], todo, config.policies,
-            config.combined,
-        )  # fmt: skip
-        for index, verdict in zip(needed, parsed, strict=True):
-            verdicts[index] = verdict
         labelled_at = datetime.now(timezone.utc)
-        rows = build_rows(
-            todo, decisions, leaders, results, verdicts, config, prompts, self.run_id, labelled_at
-        )
-        written = [group.chunks[c] for c in sorted(wanted)]
+        stats, rows, chunks = RunStats(), [], {}
+        for group, numbers in parts:
+            decisions = [group.decisions[n] for n in numbers]
+            needed = sorted({d.group for d in decisions if d.group is not None})
+            results: list = list(group.results)
+            for index in needed:
+                results[index] = results[index] if results[index] is not None else "no completion"
+            verdicts: list = [None] * len(group.leaders)
+            asked = ([group.leaders[i] for i in needed], [results[i] for i in needed])
+            parsed = parse_answers(*asked, group.todo, config.policies, config.combined)
+            for index, verdict in zip(needed, parsed, strict=True):
+                verdicts[index] = verdict
+            mine = build_rows(group.todo, decisions, group.leaders, results, verdicts, config,
+                              prompts, self.run_id, labelled_at)  # fmt: skip
+            stats.merge(count_decisions(config.max_attempts, group.todo, (decisions, mine), asked))
+            rows += mine
+            for decision in decisions:
+                chunk = group.todo[decision.task].chunk
+                chunks.setdefault(id(chunk), chunk)
         output = (self.table, self.index, self.store)
-        version = write_rows(todo, decisions, rows, written, output, prompts, config, self.run_id)
-        owned = [i for i, leader in enumerate(leaders) if group.chunk_of(leader.task) in wanted]
-        stats = count_group(
-            [p.id for p in config.policies],
-            config.max_attempts,
-            sum(c.size for c in written),
-            ([t for t in group.tasks if group.chunk_index(t.chunk) in wanted], todo),
-            (decisions, rows),
-            ([leaders[i] for i in owned], [results[i] for i in owned]),
-        )
-        group.committed |= wanted
-        stats.generate_seconds = group.generate_seconds
+        version = write_rows(rows, list(chunks.values()), output, prompts, config, self.run_id)
         stats.versions = [] if version is None else [version]
+        stats.commits = int(version is not None)  # one upsert, however many groups
         return stats
+
+    def group_stats(self, group: PreparedGroup) -> RunStats:
+        """A group's own counts (rows asked, rows kept as they were), once it is done."""
+        policy_ids = [p.id for p in self.config.policies]
+        return count_tasks(policy_ids, group.rows, group.tasks)
 
     def _split_held(
         self,
@@ -164,7 +176,7 @@ class Labeller:
         waits_for: set[int],
     ) -> tuple[list[Candidate], list[Candidate]]:
         """Candidates to ask, and those whose identical work an open group already asked."""
-        keys = [self.prompts.work_key(task.policy) for task in todo]
+        keys = [task.policy.id for task in todo]
         ask, held = [], []
         for candidate in candidates:
             key = (keys[candidate.task], candidate.item.content_sha256)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from batch.engine.base import SamplingSettings
 from batch.flow.parse import PARSER_VERSION
-from batch.flow.render import PromptPrefix
+from batch.flow.render import PromptPrefix, content_tokens
 from batch.output.schema import EMPTY_INPUT, TOO_LONG
 
 _SEED_MASK = (1 << 63) - 1
@@ -52,18 +52,31 @@ def request_seed(
     return int.from_bytes(hashlib.sha256(material.encode()).digest()[:8], "big") & _SEED_MASK
 
 
-@dataclass
+@dataclass(slots=True)
 class PlannedItem:
-    """One (row, policy): either a prompt for the engine or a status decided without it."""
+    """One (row, policy): either a prompt for the engine or a status decided without it.
+
+    The prompt is kept as its parts (the policy's prefix, shared, and the content's tokens,
+    shared by every policy) and joined only when the engine takes it, so a planned item costs
+    its content, not a copy of the policy's prefix.
+    """
 
     row: int
     content_sha256: str | None
     attempt: int = 1
-    prompt: list[int] | None = None
+    prefix: PromptPrefix | None = None
+    body: tuple[int, ...] | None = None  # the content's tokens
     seed: int | None = None
     status: str | None = None
     prompt_tokens: int | None = None
     error: str | None = None
+
+    @property
+    def prompt(self) -> list[int] | None:
+        """The whole prompt's token ids (built on each call)."""
+        if self.prefix is None or self.body is None:
+            return None
+        return self.prefix.join(self.body)
 
 
 def plan_policy(
@@ -96,18 +109,17 @@ def plan_policy(
             )
             planned.append(PlannedItem(row, digest, attempt, status=TOO_LONG, error=reason))
             continue
-        prompt = prefix.prompt_for(text)
-        if max_model_len is not None and len(prompt) + max_tokens > max_model_len:
+        body = content_tokens(text)
+        length = prefix.length + len(body)
+        if max_model_len is not None and length + max_tokens > max_model_len:
             reason = (
-                f"prompt of {len(prompt)} tokens + max_tokens {max_tokens} exceeds "
+                f"prompt of {length} tokens + max_tokens {max_tokens} exceeds "
                 f"max_model_len {max_model_len}"
             )
-            planned.append(
-                PlannedItem(
-                    row, digest, attempt, status=TOO_LONG, prompt_tokens=len(prompt), error=reason
-                )
-            )
+            item = PlannedItem(row, digest, attempt, status=TOO_LONG, prompt_tokens=length)
+            item.error = reason
+            planned.append(item)
             continue
         seed = request_seed(digest, policy_sha256, prefix.sha256, model_fp, settings, attempt)
-        planned.append(PlannedItem(row, digest, attempt, prompt=prompt, seed=seed))
+        planned.append(PlannedItem(row, digest, attempt, prefix, body, seed, prompt_tokens=length))
     return planned

@@ -1,7 +1,8 @@
 """Counts for the run manifest: what each group of chunks did, merged into the run's totals.
 
-A group's counts are computed once, from what its stages returned (``count_group``); runners
-only merge them, whether they come from this process or, as JSON, from a Ray actor.
+A group's counts are computed once, from what its stages returned (``count_tasks`` when it is
+done, ``count_decisions`` for each commit of its rows); runners only merge them, whether they
+come from this process or, as JSON, from a Ray actor.
 """
 
 from __future__ import annotations
@@ -134,30 +135,38 @@ class RunStats:
 
 
 def _final(stats: RunStats, task: ChunkTask) -> Counter:
-    return stats.final_rows.setdefault(task.chunk.source.source_file, Counter())
+    counts = stats.final_rows.get(task.chunk.source.source_file)
+    if counts is None:
+        counts = stats.final_rows[task.chunk.source.source_file] = Counter()
+    return counts
 
 
-def count_group(
-    policy_ids: Sequence[str],
-    max_attempts: int,
-    rows_asked: int,
-    planned: tuple[Sequence[ChunkTask], Sequence[ChunkTask]],
-    decided: tuple[Sequence[Decision], Sequence[dict[str, Any]]],
-    asked: tuple[Sequence[Candidate], Sequence[Completion | str]],
-) -> RunStats:
-    """What one group of chunks did: every count of the manifest, in one place.
-
-    ``tasks`` are all of the group's (chunk, policy) tasks, ``todo`` those with rows to label;
-    decisions and rows refer to ``todo``. Rows with a final label (not a failure with
-    attempts left) are counted per source file, to mark files complete at the end.
-    """
-    (tasks, todo), (decisions, rows), (leaders, results) = planned, decided, asked
-    stats = RunStats(rows=rows_asked, requests=len(leaders), commits=int(bool(rows)))
+def count_tasks(policy_ids: Sequence[str], rows_asked: int, tasks: Sequence[ChunkTask]) -> RunStats:
+    """What a group was asked and kept as it was: counted once, when the group is done."""
+    stats = RunStats(rows=rows_asked)
     for policy_id in policy_ids:
         stats.policy(policy_id).rows += rows_asked
     for task in tasks:
         stats.policy(task.policy.id).kept += task.kept
         _final(stats, task).update({task.policy.id: task.kept})
+    return stats
+
+
+def count_decisions(
+    max_attempts: int,
+    todo: Sequence[ChunkTask],
+    decided: tuple[Sequence[Decision], Sequence[dict[str, Any]]],
+    asked: tuple[Sequence[Candidate], Sequence[Completion | str]],
+) -> RunStats:
+    """What some decisions of a group did, as one commit wrote them: every count of the
+    manifest but the group's own (``count_tasks``).
+
+    Decisions and rows refer to ``todo``; ``asked`` are the requests whose every row is among
+    them. Rows with a final label (not a failure with attempts left) are counted per source
+    file, to mark files complete at the end.
+    """
+    (decisions, rows), (leaders, results) = decided, asked
+    stats = RunStats(requests=len(leaders), commits=int(bool(rows)))
     for decision, row in zip(decisions, rows, strict=True):
         task = todo[decision.task]
         counts = stats.policy(task.policy.id)
@@ -174,7 +183,7 @@ def count_group(
             counts.audit_violations += row["status"] == OK and row["label"] == "1"
     for leader, result in zip(leaders, results, strict=True):
         if isinstance(result, Completion):
-            stats.prompt_tokens += len(leader.item.prompt or ())
+            stats.prompt_tokens += leader.item.prompt_tokens or 0
             stats.completion_tokens += len(result.token_ids)
             stats.cached_tokens += result.num_cached_tokens
     return stats

@@ -8,14 +8,13 @@ or prefilter route), or when it failed and has attempts left. Everything else is
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from batch.flow.chunks import Chunk
 from batch.flow.config import JobConfig
 from batch.flow.prompts import JobPrompts
-from batch.output.index import Index
 from batch.output.schema import RETRYABLE
 from batch.output.table import LabelTable
 from batch.policy.files import Policy
@@ -42,22 +41,37 @@ class ChunkTask:
 
 
 def current_rows(
-    table: LabelTable, index: Index, chunks: Sequence[Chunk], policies: Sequence[Policy]
+    table: LabelTable,
+    chunks: Sequence[Chunk],
+    policies: Sequence[Policy],
+    had_rows: Callable[[str, str], bool],
 ) -> CurrentRows:
-    """The table's current rows for these chunks, read only for (file, policy) pairs the index
-    says the table holds (a new file costs no read)."""
+    """The table's current rows for these chunks' rows, read only where the table held rows
+    of their (file, policy) before this run (``had_rows``): a new file costs no read, and
+    rows this run wrote are not read back. The read is pruned to the chunks' rows, so its cost
+    follows the chunks, not what the table holds for their files."""
     pairs = {
         (chunk.source.source_file, policy.id)
         for chunk in chunks
         for policy in policies
-        if index.progress(chunk.source.source_file, policy.id) is not None
+        if had_rows(chunk.source.source_file, policy.id)
     }
     if not pairs:
         return {}
-    files = sorted({f for f, _ in pairs})
+    files = {f for f, _ in pairs}
     policy_ids = sorted({p for _, p in pairs})
+    ranges: dict[str, list[tuple[int, int]]] = {}
+    for chunk in sorted(chunks, key=lambda c: (c.source.source_file, c.first_row)):
+        if chunk.source.source_file not in files or not chunk.ids:
+            continue
+        spans = ranges.setdefault(chunk.source.source_file, [])
+        last = chunk.first_row + len(chunk.ids) - 1
+        if spans and spans[-1][1] + 1 >= chunk.first_row:  # adjacent chunks: one range
+            spans[-1] = (spans[-1][0], max(last, spans[-1][1]))
+        else:
+            spans.append((chunk.first_row, last))
     found: CurrentRows = {}
-    for row in table.current(files, policy_ids, CURRENT_COLUMNS).to_pylist():
+    for row in table.current(files, policy_ids, CURRENT_COLUMNS, ranges).to_pylist():
         found.setdefault((row["source_file"], row["policy_id"]), {})[row["source_row"]] = row
     return found
 

@@ -1,5 +1,5 @@
-"""The write stage: a group's rows as one commit (an upsert) to the output table, then the
-index told what the table now holds, so later groups and runs can reuse and skip it."""
+"""The write stage: rows as one commit (an upsert) to the output table, then the index told
+what the table now holds, so later groups and runs can reuse and skip it."""
 
 from __future__ import annotations
 
@@ -9,12 +9,10 @@ from typing import Any
 
 from batch.flow.chunks import Chunk
 from batch.flow.config import JobConfig
-from batch.flow.decide import Decision
 from batch.flow.prompts import JobPrompts
-from batch.flow.todo import ChunkTask
 from batch.output.index import Index
 from batch.output.schema import rows_to_table
-from batch.output.store import LabelStore
+from batch.output.store import LabelStore, reusable
 from batch.output.table import LabelTable
 from batch.policy.files import Policy
 
@@ -37,8 +35,6 @@ def progress_work(policy: Policy, prompts: JobPrompts, config: JobConfig) -> str
 
 
 def write_rows(
-    todo: Sequence[ChunkTask],
-    decisions: Sequence[Decision],
     rows: Sequence[dict[str, Any]],
     chunks: Sequence[Chunk],
     output: tuple[LabelTable, Index, LabelStore],
@@ -46,7 +42,9 @@ def write_rows(
     config: JobConfig,
     run_id: str,
 ) -> int | None:
-    """Commit the group's rows (one upsert); the new table version, or None if none."""
+    """Commit rows (one upsert, pruned to their rows); then point the label store at the
+    reusable ones and tell the index which (file, policy) pairs the table now holds. The new
+    table version, or None if there was nothing to write."""
     if not rows:
         return None
     table, index, store = output
@@ -55,22 +53,21 @@ def write_rows(
         "chunks": [f"{c.source.source_file}#{c.index}@{config.chunk_size}" for c in chunks],
     }
     version = table.upsert(rows_to_table(list(rows)), metadata)
-    by_task: dict[int, list[dict[str, Any]]] = {}
-    for decision, row in zip(decisions, rows, strict=True):
-        by_task.setdefault(decision.task, []).append(row)
-    written = [todo[number] for number in by_task]  # the tasks these rows belong to
-    for number, task_rows in by_task.items():
-        store.add(prompts.work_key(todo[number].policy), task_rows)
-    index.record_progress(
-        {
-            (t.chunk.source.source_file, t.policy.id): (
-                t.chunk.source.source_file,
-                t.policy.id,
-                progress_work(t.policy, prompts, config),
-                t.chunk.source.fingerprint,
-                False,
+    pointers: dict[str, list[tuple[str, str, int]]] = {}
+    pairs: dict[tuple[str, str], str] = {}
+    for row in rows:
+        policy_id, source_file = row["policy_id"], row["source_file"]
+        pairs[(source_file, policy_id)] = row["source_fingerprint"]
+        if reusable(row["status"], row["content_sha256"], row["decided_by"]):
+            pointers.setdefault(policy_id, []).append(
+                (row["content_sha256"], source_file, row["source_row"])
             )
-            for t in written
-        }.values()
+    policies = {policy.id: policy for policy in config.policies}
+    for policy_id, entries in pointers.items():
+        store.add(prompts.work_key(policies[policy_id]), entries, version)
+    work = {p: progress_work(policies[p], prompts, config) for _, p in pairs}
+    index.record_progress(
+        (source_file, policy_id, work[policy_id], fingerprint, False)
+        for (source_file, policy_id), fingerprint in pairs.items()
     )
     return version

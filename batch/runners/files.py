@@ -2,9 +2,9 @@
 
 A (file, policy) whose every row already holds a final label under this run's work, for the
 file's current bytes, is skipped without reading the file (the nightly case: yesterday's
-shards cost a ``stat`` each). A file another live run has claimed is left to it. At the end,
-each fully read file is marked complete or not, and a file that shrank loses the labels of
-the rows it no longer has.
+shards cost a ``stat`` each). A file another live run has claimed is left to it. A file whose
+bytes changed loses the labels of rows past its end before anything else is written. At the
+end, each fully read file is marked complete or not.
 """
 
 from __future__ import annotations
@@ -31,6 +31,13 @@ class FilePlan:
     complete: frozenset[str]  # policy ids under which it is complete already
     claimed_by: str | None = None  # the live run that holds it, if another one does
     changed: frozenset[str] = frozenset()  # policies it was labelled under with other bytes
+    had_rows: frozenset[str] = frozenset()  # policies the table held rows of it under
+
+
+def had_rows(plans: list[FilePlan]) -> set[tuple[str, str]]:
+    """The (source file, policy) pairs the table held rows of when the files were planned:
+    the only ones a run reads back (what it writes itself, it knows)."""
+    return {(plan.source.source_file, policy) for plan in plans for policy in plan.had_rows}
 
 
 def claim_key(source: InputFile, config: JobConfig) -> str:
@@ -42,6 +49,8 @@ def _check_marks(table: LabelTable, index: Index) -> None:
     the index last looked (a delete or an append by hand, say)."""
     if needs_rebuild(table, index):
         rebuild(table, index)
+    elif LabelStore(index).needs_refill():  # an index of an older version
+        rebuild(table, index, progress=False)
     elif table.foreign_changes(index.table_version_seen()):
         index.forget_complete()
     index.saw_table_version(table.version() or 0)
@@ -57,11 +66,12 @@ def plan_files(
     plans = []
     work = {p.id: progress_work(p, prompts, config) for p in config.policies}
     for source in config.inputs:
-        complete, changed = set(), set()
+        complete, changed, held = set(), set(), set()
         for policy in config.policies:
             progress = index.progress(source.source_file, policy.id)
             if progress is None:
                 continue
+            held.add(policy.id)
             if progress.sha256 != source.fingerprint:
                 changed.add(policy.id)
             elif progress.complete and not config.force and progress.work == work[policy.id]:
@@ -71,8 +81,19 @@ def plan_files(
         if todo and claims is not None and not claims.claim(claim_key(source, config)):
             holder = (claims.holder(claim_key(source, config)) or {}).get("run_id", "another run")
             todo = frozenset()
-        plans.append(FilePlan(source, todo, frozenset(complete), holder, frozenset(changed)))
+        elif changed:
+            _drop_vanished_rows(table, source, changed)
+        plans.append(
+            FilePlan(source, todo, frozenset(complete), holder, frozenset(changed), frozenset(held))
+        )
     return plans
+
+
+def _drop_vanished_rows(table: LabelTable, source: InputFile, policies: set[str]) -> None:
+    """A file whose bytes changed may have shrunk: its rows past the end go now, before any
+    label of the new bytes is written (which would make the file look unchanged)."""
+    for policy_id in sorted(policies):
+        table.delete_rows(source.source_file, policy_id, source.num_rows)
 
 
 def skipped_stats(plans: list[FilePlan], config: JobConfig, sampled: dict | None) -> RunStats:
@@ -100,7 +121,7 @@ def finish_files(
     prompts: JobPrompts,
     output: tuple[LabelTable, Index],
 ) -> None:
-    """Mark each fully read file complete (or not); drop labels of rows a file no longer has."""
+    """Mark each fully read file complete (or not)."""
     if config.sample is not None or config.retry_failed:
         return
     table, index = output
@@ -114,8 +135,6 @@ def finish_files(
         for policy in config.policies:
             if policy.id not in plan.policies:
                 continue
-            if policy.id in plan.changed:
-                table.delete_rows(source.source_file, policy.id, source.num_rows)
             work = progress_work(policy, prompts, config)
             complete = final[policy.id] >= source.num_rows
             entries.append((source.source_file, policy.id, work, source.fingerprint, complete))

@@ -27,7 +27,14 @@ from batch.flow.sample import sample_rows
 from batch.flow.stream import GroupStream
 from batch.output.claims import Claims
 from batch.output.table import LabelTable
-from batch.runners.files import FilePlan, claim_key, finish_files, plan_files, skipped_stats
+from batch.runners.files import (
+    FilePlan,
+    claim_key,
+    finish_files,
+    had_rows,
+    plan_files,
+    skipped_stats,
+)
 from batch.runners.run import RunRecorder, RunResult
 
 log = logging.getLogger(__name__)
@@ -139,6 +146,7 @@ def run_label_job(config: JobConfig, engine: Engine, progress: bool = False) -> 
     )
     with Claims(config.output, recorder.run_id) as claims, bar:
         plans = plan_files(config, prompts, (labeller.table, labeller.index), claims)
+        labeller.had_rows = had_rows(plans)
         skipped = skipped_stats(plans, config, sampled)
         recorder.add(skipped)
         bar.update(skipped.rows)

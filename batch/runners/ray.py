@@ -28,7 +28,7 @@ from batch.flow.stats import RunStats
 from batch.output.claims import Claims
 from batch.output.index import Index
 from batch.output.table import LabelTable
-from batch.runners.files import FilePlan, finish_files, plan_files, skipped_stats
+from batch.runners.files import FilePlan, finish_files, had_rows, plan_files, skipped_stats
 from batch.runners.run import RunRecorder, RunResult
 
 EngineFactory = Callable[[], Engine]
@@ -47,9 +47,16 @@ def chunk_descriptors(config: JobConfig, plans: list[FilePlan]) -> list[dict[str
 class LabelActor:
     """One engine; labels the chunks Ray Data hands it with the local runner's Labeller."""
 
-    def __init__(self, config: JobConfig, engine_factory: EngineFactory, run_id: str) -> None:
+    def __init__(
+        self,
+        config: JobConfig,
+        engine_factory: EngineFactory,
+        run_id: str,
+        had_rows: frozenset[tuple[str, str]] | None = None,
+    ) -> None:
         self.config = config
-        self.labeller = Labeller(config, engine_factory(), run_id, JobPrompts.for_job(config))
+        prompts = JobPrompts.for_job(config)
+        self.labeller = Labeller(config, engine_factory(), run_id, prompts, had_rows)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         import numpy as np
@@ -123,6 +130,7 @@ def _run_actors(
                 "config": config,
                 "engine_factory": engine_factory,
                 "run_id": recorder.run_id,
+                "had_rows": frozenset(had_rows(plans)),
             },
             batch_size=per_call,
             compute=ray.data.ActorPoolStrategy(size=replicas),
