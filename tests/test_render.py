@@ -54,3 +54,38 @@ def test_prefix_ends_the_developer_message_and_prompt_ends_with_assistant_header
 def test_unknown_effort_is_rejected(policies):
     with pytest.raises(ValueError):
         render_prefix(policies[0], "extreme")
+
+
+def test_the_fast_content_encoder_is_harmonys_encoding_token_for_token():
+    """tiktoken's o200k_base (when installed) tokenizes content: on every text of the two
+    labelled data sets it must give exactly harmony's tokens, or it would change prompts."""
+    from conftest import SHARED
+    from labelled_data import read_moderation, read_sms
+
+    from batch.vocab import plain_encoder
+
+    encoding = load_encoding()
+    fast = plain_encoder()
+    texts = [item.text for item in read_sms(SHARED / "data/sms-spam-collection/SMSSpamCollection")]
+    texts += [item.text for item in read_moderation(
+        SHARED / "data/openai-moderation-2022/samples-1680.jsonl.gz")]  # fmt: skip
+    assert len(texts) > 7000
+    assert fast.__name__ == "encode_ordinary"  # tiktoken is installed with vLLM: it is used
+    for text in [*texts, *CONTENTS]:
+        assert fast(text) == encoding.encode(text, disallowed_special=()), text[:80]
+
+
+def test_without_tiktoken_content_is_encoded_by_harmony(monkeypatch):
+    import batch.vocab as vocab
+
+    def missing():
+        raise ImportError("No module named 'tiktoken'")
+
+    monkeypatch.setattr(vocab, "_tiktoken_encoder", missing)
+    vocab.plain_encoder.cache_clear()
+    try:
+        encode = vocab.plain_encoder()
+        assert encode.__name__ == "harmony"
+        assert encode("hi <|end|>") == load_encoding().encode("hi <|end|>", disallowed_special=())
+    finally:
+        vocab.plain_encoder.cache_clear()

@@ -53,6 +53,30 @@ def harmony_completion(
     return Completion(tokens, finish_reason)
 
 
+@lru_cache(maxsize=4096)
+def _scripted(text: str, max_tokens: int, score_tokens: tuple[int, ...], sure: float) -> Completion:
+    # The same few answers come back again and again: build each once, with its scores, so
+    # a benchmark with this engine measures the job, not the engine.
+    completion = harmony_completion(text, max_tokens=max_tokens)
+    tokens = tuple(completion.token_ids)
+    scores = _scores(tokens, score_tokens, sure) if score_tokens else None
+    return replace(completion, token_ids=tokens, score_logprobs=scores)
+
+
+@lru_cache(maxsize=4096)
+def _scores(
+    token_ids: tuple[int, ...], score_tokens: tuple[int, ...], sure: float
+) -> dict[int, dict[int, float]]:
+    """Every score token sampled gets probability ``sure``, each other one ``1 - sure``."""
+    kept = {}
+    for position, token in enumerate(token_ids):
+        if token in score_tokens:
+            rest = math.log(max(1e-12, 1 - sure))  # each other score token (not summed)
+            kept[position] = {t: rest for t in score_tokens} | {token: math.log(sure)}
+            kept[position][FLOOR] = min(kept[position].values())
+    return kept
+
+
 class ScriptedEngine:
     """Returns whatever ``respond`` says for each request and records every step.
 
@@ -95,25 +119,17 @@ class ScriptedEngine:
         out = []
         for request in requests:
             answer = self._respond(request)
+            wanted = request.score_tokens
+            sure = 0.0
+            if wanted:
+                sure = self.confidence(request) if callable(self.confidence) else self.confidence
             if isinstance(answer, str):
-                answer = harmony_completion(answer, max_tokens=sampling.max_tokens)
-            if request.score_tokens and answer.score_logprobs is None:
-                answer = replace(answer, score_logprobs=self._scores(request, answer))
+                answer = _scripted(answer, sampling.max_tokens, wanted, sure)
+            elif wanted and answer.score_logprobs is None:
+                scores = _scores(tuple(answer.token_ids), wanted, sure)
+                answer = replace(answer, score_logprobs=scores)
             out.append(answer)
         return out
-
-    def _scores(
-        self, request: GenerationRequest, answer: Completion
-    ) -> dict[int, dict[int, float]]:
-        sure = self.confidence(request) if callable(self.confidence) else self.confidence
-        tokens = request.score_tokens
-        kept = {}
-        for position, token in enumerate(answer.token_ids):
-            if token in tokens:
-                rest = math.log(max(1e-12, 1 - sure))  # each other score token (not summed)
-                kept[position] = {t: rest for t in tokens} | {token: math.log(sure)}
-                kept[position][FLOOR] = min(kept[position].values())
-        return kept
 
     def stream(
         self, requests: Iterable[Keyed], sampling: SamplingSettings, max_in_flight: int

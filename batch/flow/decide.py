@@ -16,7 +16,7 @@ from batch.output.schema import ORIGIN_DUPLICATE, ORIGIN_PLANNER, ORIGIN_REUSED
 from batch.output.store import LabelStore, WorkKey
 
 
-@dataclass
+@dataclass(slots=True)
 class Candidate:
     """A planned item with a prompt, not decided yet."""
 
@@ -26,7 +26,7 @@ class Candidate:
     audit: bool = False  # below the prefilter's threshold, sent to the model to measure it
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Decision:
     """How one planned (row, policy) gets its label; ``origin`` is the output column."""
 

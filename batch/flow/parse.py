@@ -137,10 +137,12 @@ def _fast_messages(encoding, tokens: list[int]) -> list[tuple[str, str]] | None:
         k = _find(tokens, _MESSAGE, i + 1)
         if k is None:
             return None
-        header = tokens[i + 1 : k]
-        if any(t >= _FIRST_SPECIAL for t in header):
-            return None
-        channel = _KNOWN_HEADERS.get(tuple(header)) or encoding.decode(header)
+        header = tuple(tokens[i + 1 : k])
+        channel = _KNOWN_HEADERS.get(header)
+        if channel is None:
+            if any(t >= _FIRST_SPECIAL for t in header):
+                return None
+            channel = encoding.decode(list(header))
         if channel not in _PLAIN_CHANNELS:
             return None
         end = k + 1

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from batch.vocab import encoding_pieces, load_encoding
+from batch.vocab import encoding_pieces, load_encoding, plain_encoder
 
 if TYPE_CHECKING:  # pragma: no cover
     from batch.policy.files import Policy
@@ -63,13 +63,13 @@ def content_tokens(content: str) -> tuple[int, ...]:
     plain text (``disallowed_special=()``). Long contents are encoded in pieces
     (``batch.vocab.encoding_pieces``), so a row's cost grows linearly with its length.
     """
-    encoding = load_encoding()
+    encode = plain_encoder()
     pieces, _ = encoding_pieces(content)
     if len(pieces) == 1:
-        return tuple(encoding.encode(content, disallowed_special=()))
+        return tuple(encode(content))
     tokens: list[int] = []
     for piece in pieces:
-        tokens += encoding.encode(piece, disallowed_special=())
+        tokens += encode(piece)
     return tuple(tokens)
 
 
@@ -85,14 +85,21 @@ class PromptPrefix:
 
     def prompt_for(self, content: str) -> list[int]:
         """Token ids of the whole prompt for one item: prefix, user message, assistant header."""
-        body = content_tokens(content)
-        return [
-            *self.token_ids,
-            *self.user_open,
-            *body,
-            *self.user_close,
-            *self.assistant_open,
-        ]
+        return self.join(content_tokens(content))
+
+    def __post_init__(self) -> None:
+        # What comes before and after a content's tokens, joined once.
+        object.__setattr__(self, "_head", self.token_ids + self.user_open)
+        object.__setattr__(self, "_tail", self.user_close + self.assistant_open)
+
+    def join(self, body: tuple[int, ...]) -> list[int]:
+        """The whole prompt around a content's tokens."""
+        return [*self._head, *body, *self._tail]
+
+    @property
+    def length(self) -> int:
+        """Tokens of a prompt besides its content's."""
+        return len(self._head) + len(self._tail)
 
 
 def render_prefix(policy: Policy, reasoning_effort: str = "low") -> PromptPrefix:

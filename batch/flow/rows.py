@@ -41,24 +41,15 @@ def _verdict(
     return verdicts[decision.group][task.policy.id]
 
 
-def output_row(
-    task: ChunkTask,
-    decision: Decision,
-    verdict: Verdict,
-    completion: Completion | None,
-    config: JobConfig,
-    prompts: JobPrompts,
-    run_id: str,
-    labelled_at: datetime,
+def task_columns(
+    task: ChunkTask, config: JobConfig, prompts: JobPrompts, run_id: str, labelled_at: datetime
 ) -> dict[str, Any]:
-    """The output row for one decided (row, policy)."""
-    chunk, policy, item = task.chunk, task.policy, decision.item
+    """The columns every row of one (chunk, policy) shares: computed once per task."""
+    source, policy = task.chunk.source, task.policy
     return {
-        "id": chunk.ids[item.row],
-        "source_file": chunk.source.source_file,
-        "source_row": chunk.first_row + item.row,
-        "source_path": chunk.source.path,
-        "source_fingerprint": chunk.source.fingerprint,
+        "source_file": source.source_file,
+        "source_path": source.path,
+        "source_fingerprint": source.fingerprint,
         "policy_id": policy.id,
         "policy_version": policy.version,
         "policy_sha256": policy.sha256,
@@ -71,32 +62,48 @@ def output_row(
         "temperature": config.sampling.temperature,
         "top_p": config.sampling.top_p,
         "max_tokens": config.sampling.max_tokens,
-        "content_sha256": item.content_sha256,
-        "label": verdict.label,
-        "violation": verdict.violation,
-        "score": (
-            verdict_score(completion, policy.output)
-            if verdict.status == OK and not config.combined
-            else None
-        ),
-        "policy_category": verdict.policy_category,
-        "rationale": verdict.rationale,
-        "reasoning": verdict.reasoning,
-        "status": verdict.status,
-        "error": verdict.error,
-        "finish_reason": completion.finish_reason if completion is not None else None,
-        "prompt_tokens": len(item.prompt) if item.prompt is not None else item.prompt_tokens,
-        "completion_tokens": len(completion.token_ids) if completion is not None else None,
-        "seed": item.seed,
-        "attempt": item.attempt,
-        "origin": decision.origin,
-        "decided_by": DECIDED_BY.get(decision.origin, "model"),
-        "prefilter_score": decision.prefilter_score,
-        "prefilter_audit": decision.audit if decision.prefilter_score is not None else None,
         "reused_by_run_id": None,
         "run_id": run_id,
         "labelled_at": labelled_at,
     }
+
+
+def output_row(
+    task: ChunkTask,
+    decision: Decision,
+    verdict: Verdict,
+    completion: Completion | None,
+    shared: dict[str, Any],
+    combined: bool,
+) -> dict[str, Any]:
+    """The output row for one decided (row, policy); ``shared``: its task's columns."""
+    chunk, item = task.chunk, decision.item
+    row = dict(shared)
+    row["id"] = chunk.ids[item.row]
+    row["source_row"] = chunk.first_row + item.row
+    row["content_sha256"] = item.content_sha256
+    row["label"] = verdict.label
+    row["violation"] = verdict.violation
+    row["score"] = (
+        verdict_score(completion, task.policy.output)
+        if verdict.status == OK and not combined
+        else None
+    )
+    row["policy_category"] = verdict.policy_category
+    row["rationale"] = verdict.rationale
+    row["reasoning"] = verdict.reasoning
+    row["status"] = verdict.status
+    row["error"] = verdict.error
+    row["finish_reason"] = completion.finish_reason if completion is not None else None
+    row["prompt_tokens"] = item.prompt_tokens
+    row["completion_tokens"] = len(completion.token_ids) if completion is not None else None
+    row["seed"] = item.seed
+    row["attempt"] = item.attempt
+    row["origin"] = decision.origin
+    row["decided_by"] = DECIDED_BY.get(decision.origin, "model")
+    row["prefilter_score"] = decision.prefilter_score
+    row["prefilter_audit"] = decision.audit if decision.prefilter_score is not None else None
+    return row
 
 
 def build_rows(
@@ -112,12 +119,18 @@ def build_rows(
 ) -> list[dict[str, Any]]:
     """One row per decision, in the decisions' order."""
     rows = []
+    shared: dict[int, dict[str, Any]] = {}
     for decision in decisions:
         task = tasks[decision.task]
+        columns = shared.get(decision.task)
+        if columns is None:
+            columns = shared[decision.task] = task_columns(
+                task, config, prompts, run_id, labelled_at
+            )
         result = results[decision.group] if decision.group is not None else None
         completion = result if isinstance(result, Completion) else None
         verdict = _verdict(decision, task, verdicts, config)
-        row = output_row(task, decision, verdict, completion, config, prompts, run_id, labelled_at)
+        row = output_row(task, decision, verdict, completion, columns, config.combined)
         if decision.stored is not None:
             row.update(decision.stored)  # the earlier label, with its own run and seed
             row["reused_by_run_id"] = run_id

@@ -20,6 +20,7 @@ from batch.engine.base import FLOOR, Completion
 
 _CHANNEL, _MESSAGE = 200005, 200008
 _FIRST_SPECIAL = 199998
+_FINAL = 17196  # "final" as one o200k token
 _JSON_VERDICT = re.compile(r'"violation"\s*:\s*"?$')
 
 
@@ -57,6 +58,8 @@ def _final_start(tokens: Sequence[int]) -> int | None:
             end = tokens.index(_MESSAGE, index + 1)
         except ValueError:
             continue
+        if end == index + 2 and tokens[index + 1] == _FINAL:  # the usual spelling
+            return end + 1
         header = [t for t in tokens[index + 1 : end] if t < _FIRST_SPECIAL]
         if load_encoding().decode(header).strip().startswith("final"):
             return end + 1
@@ -86,9 +89,9 @@ def verdict_position(tokens: Sequence[int], output_format: str) -> int | None:
 
 def verdict_score(completion: Completion | None, output_format: str) -> float | None:
     """P(violation) at the verdict token, or None when there is no scored verdict token."""
-    if completion is None or completion.score_logprobs is None:
-        return None
-    tokens = list(completion.token_ids)
+    if completion is None or not completion.score_logprobs:
+        return None  # no score asked for, or no verdict digit sampled
+    tokens = completion.token_ids
     position = verdict_position(tokens, output_format)
     if position is None or position not in completion.score_logprobs:
         return None
