@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -107,25 +106,16 @@ def job_config(shard: Path, output: Path, policies, model: str, fingerprint: str
 
 def harness_child(args) -> None:
     """One process: the job with an instant scripted engine; prints JSON on stdout."""
+    from scripted_runs import peak_rss_mib, pin_one_core, policy_responder
+
     from batch.engine.scripted import ScriptedEngine
     from batch.policy.files import load_policies
     from batch.runners.local import run_label_job
 
-    if args.pin and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
-    from batch.flow.render import render_prefix
-
+    if args.pin:
+        pin_one_core()
     policies = load_policies(POLICY_FILES)
-    answers = {"binary": "0", "json": '{"violation": 0, "policy_category": null}'}
-    prefixes = [render_prefix(p).token_ids for p in policies]
-    where = next(i for i, pair in enumerate(zip(*prefixes, strict=False)) if len(set(pair)) > 1)
-    by_token = {
-        prefix[where]: answers[p.output] for prefix, p in zip(prefixes, policies, strict=True)
-    }
-
-    def respond(request):
-        return by_token[request.prompt_token_ids[where]]
-
+    respond = policy_responder(policies)
     with tempfile.TemporaryDirectory() as tmp:
         shard = write_shard(Path(tmp) / "in", distinct_messages(SMS, args.child_rows, True))
         config = job_config(shard, Path(tmp) / "out", policies, "scripted", "0" * 64, args)
@@ -134,7 +124,6 @@ def harness_child(args) -> None:
         started = time.perf_counter()
         result = run_label_job(config, engine)
         seconds = time.perf_counter() - started
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(
         json.dumps(
             {
@@ -143,7 +132,7 @@ def harness_child(args) -> None:
                 "seconds": seconds,
                 "rows_per_second": args.child_rows / seconds,
                 "labels_per_second": result.manifest["counts"]["labelled"] / seconds,
-                "peak_rss_mib": peak_kib / 1024,
+                "peak_rss_mib": peak_rss_mib(),
             }
         )
     )
@@ -179,8 +168,11 @@ def engine_limit(engine, requests, sampling) -> dict:
     }
 
 
-def naive_baseline(engine, texts, policies, sampling, output: Path, batch: int = 32) -> dict:
-    """What a cookbook user writes: whole conversations rendered per item, small fixed batches."""
+def naive_baseline(
+    engine, texts, policies, sampling, output: Path, batch: int = 32, logprobs: int | None = None
+) -> dict:
+    """What a cookbook user writes: whole conversations rendered per item, small fixed batches
+    (asking for ``logprobs`` per token, as the job does for its score)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
     from openai_harmony import (
@@ -204,6 +196,7 @@ def naive_baseline(engine, texts, policies, sampling, output: Path, batch: int =
         seed=0,
         stop_token_ids=engine.stop_token_ids,
         detokenize=False,
+        logprobs=logprobs,
     )
     work = [(text, policy) for text in texts for policy in policies]  # item order, not grouped
     engine._llm.reset_prefix_cache()
@@ -269,9 +262,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rss-rows", type=int, default=5000, help="N for the memory check.")
     parser.add_argument("--harness-rows", type=int, default=20000)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--smoke", action="store_true", help="every phase at tiny sizes (tests)")
     parser.add_argument("--child-rows", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--pin", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.rows, args.max_tokens, args.t1_batches, args.t1_batch_size = 8, 24, 2, 8
+        args.rerun_rows, args.harness_rows, args.rss_rows = 2, 400, 100
     os.environ.setdefault("TIKTOKEN_ENCODINGS_BASE", str(ROOT.parent / "shared" / "vocab"))
     if args.child_rows is not None:
         harness_child(args)
@@ -376,12 +373,21 @@ def production_phases(engine, policies, fingerprint: str, args, tmp: Path) -> di
 
 def greedy_phases(engine, policies, fingerprint: str, args, tmp: Path) -> dict:
     """The engine limit, our job and the naive loop, greedy, in one engine call each."""
-    from batch.engine.base import SamplingSettings
+    from dataclasses import replace
+
+    from batch.engine.base import SCORE_TOP_K, SamplingSettings
+    from batch.flow.score import score_tokens
     from batch.runners.local import run_label_job
 
     texts = distinct_messages(SMS, args.rows)
     sampling = SamplingSettings(args.temperature, 1.0, args.max_tokens)
-    requests = seeded_requests(policies, texts, fingerprint, sampling)
+    # The same work in all three phases: the job asks for the verdict's log-probabilities
+    # (its score column), so the engine limit and the naive loop ask for them too.
+    scored = score_tokens()
+    requests = [
+        replace(r, score_tokens=scored)
+        for r in seeded_requests(policies, texts, fingerprint, sampling)
+    ]
     print("1/3 engine limit...", file=sys.stderr, flush=True)
     limit = engine_limit(engine, requests, sampling)
     shard = write_shard(tmp / "in", texts)
@@ -392,7 +398,9 @@ def greedy_phases(engine, policies, fingerprint: str, args, tmp: Path) -> dict:
     manifest = run_label_job(config, engine).manifest
     job_seconds = time.perf_counter() - started
     print("3/3 naive baseline...", file=sys.stderr, flush=True)
-    naive = naive_baseline(engine, texts, policies, sampling, tmp / "naive.parquet")
+    naive = naive_baseline(
+        engine, texts, policies, sampling, tmp / "naive.parquet", logprobs=SCORE_TOP_K
+    )
     job = {
         "seconds": job_seconds,
         "requests": manifest["counts"]["requests"],

@@ -1,6 +1,7 @@
 """The HTML report on a big output: time and peak memory, against reading the table whole.
 
     python scripts/bench_report.py [--rows 1000000] [--runs 30] [--dir /tmp/bench-report]
+                                   [--json PATH] [--smoke]
 
 Writes a synthetic output (two policies, ``--rows`` labels in all with rationales and
 reasoning of realistic length, spread over ``--runs`` nightly runs with their manifests),
@@ -132,13 +133,16 @@ def measure(kind: str, out: Path) -> dict[str, float]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--dir", type=Path, default=Path("/tmp/bench-report"))
     parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args()
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, in seconds (tests)")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.rows, args.runs = 2_000, 3
     build = write_output(args.dir, args.rows, args.runs)
     report, baseline = measure("report", args.dir), measure("read", args.dir)
     page = (args.dir / "_report.html").stat().st_size

@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -29,6 +28,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from scripted_runs import peak_rss_mib  # noqa: E402
 
 POLICY = ROOT / "policies" / "spam.md"
 ROWS_PER_FILE = 1000
@@ -87,6 +89,7 @@ def history_batch(start: int, count: int, prompts, config, run_id: str):
         "content_sha256": digests,
         "label": labels,
         "violation": [label == "1" for label in labels],
+        "score": [0.9 if label == "1" else 0.1 for label in labels],
         "policy_category": [None] * count,
         "rationale": [None] * count,
         "reasoning": [f"The message {i} is ordinary chat, not promotion." for i in numbers],
@@ -124,8 +127,14 @@ def build_history(output: Path, rows: int, commit_rows: int) -> dict:
     started = time.perf_counter()
     for number, start in enumerate(range(0, rows, commit_rows)):
         batch = history_batch(start, min(commit_rows, rows - start), prompts, config, f"h{number}")
-        table.append(batch, {"run_id": f"history-{number}"})
-        store.add(prompts.work_key(policy), batch.to_pylist())
+        version = table.append(batch, {"run_id": f"history-{number}"})
+        entries = zip(
+            batch.column("content_sha256").to_pylist(),
+            batch.column("source_file").to_pylist(),
+            batch.column("source_row").to_pylist(),
+            strict=True,
+        )
+        store.add(prompts.work_key(policy), entries, version)
         files = sorted(set(batch.column("source_file").to_pylist()))
         work = progress_work(policy, prompts, config)
         index.record_progress((f, policy.id, work, "f" * 64, True) for f in files)
@@ -138,7 +147,10 @@ def build_history(output: Path, rows: int, commit_rows: int) -> dict:
         "history_seconds": round(seconds, 1),
         "commits": len(list(log.glob("*.json"))),
         "log_bytes": sum(p.stat().st_size for p in log.iterdir() if p.is_file()),
-        "index_bytes": sum(p.stat().st_size for p in (output / "_index").iterdir()),
+        "index_bytes": (
+            index_bytes := sum(p.stat().st_size for p in (output / "_index").iterdir())
+        ),
+        "index_bytes_per_label": round(index_bytes / rows, 1),
         "files_before_compact": len(table.open().file_uris()),
     }
 
@@ -171,15 +183,6 @@ def night(output: str, content: str) -> None:
     print(
         json.dumps({"seconds": seconds, "rss_mib": peak_rss_mib(), "requests": counts["requests"]})
     )
-
-
-def peak_rss_mib() -> float:
-    """This process's peak resident memory since it started (``VmHWM``: unlike ``ru_maxrss``,
-    not inherited from the parent that forked it)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run_night(output: Path, content: Path) -> dict:
@@ -229,8 +232,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--commit-rows", type=int, default=500_000)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: tmp)")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, in seconds (tests)")
     parser.add_argument("--night-of", nargs=2, metavar=("OUTPUT", "SHARD"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.history, args.night, args.commit_rows = [20_000], 500, 10_000
     os.environ.setdefault("TIKTOKEN_ENCODINGS_BASE", str(ROOT.parent / "shared" / "vocab"))
     if args.night_of:
         night(*args.night_of)
@@ -241,18 +247,20 @@ def main(argv: list[str] | None = None) -> None:
             figures = measure(rows, args.night, args.commit_rows, Path(scratch))
             results.append(figures)
             print(json.dumps(figures), flush=True)
-    print("\n| history rows | commits | log KiB | files after compact (target) | night s "
-          "(empty) | ratio | night RSS MiB (empty) | ratio |")  # fmt: skip
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("\n| history rows | commits | log KiB | index bytes a label | files after compact "
+          "(target) | night s (empty) | ratio | night RSS MiB (empty) | ratio |")  # fmt: skip
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for f in results:
         print(
             f"| {f['history_rows']:,} | {f['commits']} | {f['log_bytes'] / 1024:.0f} | "
+            f"{f['index_bytes_per_label']} | "
             f"{f['files_after_compact']} (≤ {f['files_target']}) | {f['night_seconds']} "
             f"({f['empty_night_seconds']}) | {f['time_ratio']} | {f['night_rss_mib']} "
             f"({f['empty_night_rss_mib']}) | {f['rss_ratio']} |"
         )
         met = f["time_ratio"] <= 1.5 and f["rss_ratio"] <= 1.2
         met = met and f["files_after_compact"] <= f["files_target"]
+        met = met and f["index_bytes_per_label"] <= 150
         print(f"targets {'met' if met else 'MISSED'} at {f['history_rows']:,} rows")
     if args.json:
         machine = {"platform": platform.platform(), "cpus": os.cpu_count()}

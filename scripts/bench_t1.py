@@ -23,17 +23,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from scripted_runs import peak_rss_mib
+
 RSS_RESET = Path("/proc/self/clear_refs")
-
-
-def peak_rss_mib() -> float | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
 
 
 def reset_peak_rss() -> None:

@@ -1,0 +1,113 @@
+"""What the scripted-engine benchmarks share: inputs of distinct short texts, an engine that
+answers every policy in its own format at once (so only the job's own costs show), one pinned
+core, and peak memory read the same way everywhere."""
+
+from __future__ import annotations
+
+import os
+import resource
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+POLICY_FILES = [ROOT / "policies" / "spam.md", ROOT / "policies" / "harassment.md"]
+SMS = ROOT.parent / "shared" / "data" / "sms-spam-collection" / "SMSSpamCollection"
+ANSWERS = {"binary": "0", "json": '{"violation": 0, "policy_category": null}'}
+
+
+def base_texts() -> list[str]:
+    """Distinct SMS messages when the shared data is there, else a few made-up ones."""
+    if SMS.is_file():
+        seen: dict[str, None] = {}
+        for line in SMS.read_text(encoding="utf-8", errors="replace").splitlines():
+            _, _, text = line.partition("\t")
+            if text:
+                seen.setdefault(text)
+        return list(seen)
+    return [f"see you at {hour} tonight, bring the {thing}" for hour in range(1, 13)
+            for thing in ("cake", "keys", "map", "book")]  # fmt: skip
+
+
+def distinct_texts(start: int, count: int, base: list[str]) -> Iterator[str]:
+    """Texts ``start`` .. ``start + count``, all distinct: a short message and its number."""
+    for number in range(start, start + count):
+        yield f"{base[number % len(base)]} #{number}"
+
+
+def write_inputs(folder: Path, rows: int, files: int, row_group: int = 100_000) -> list[Path]:
+    """``rows`` distinct texts in ``files`` Parquet files of equal size (ids ``r<number>``),
+    written a row group at a time, so memory stays flat however many rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder.mkdir(parents=True, exist_ok=True)
+    base = base_texts()
+    per_file = -(-rows // files)
+    paths = []
+    for number in range(files):
+        start, stop = number * per_file, min(rows, (number + 1) * per_file)
+        path = folder / f"part-{number:05d}.parquet"
+        schema = pa.schema([("id", pa.string()), ("text", pa.string())])
+        with pq.ParquetWriter(path, schema) as writer:
+            for low in range(start, stop, row_group):
+                high = min(stop, low + row_group)
+                ids = [f"r{i}" for i in range(low, high)]
+                texts = list(distinct_texts(low, high - low, base))
+                writer.write_table(pa.table({"id": ids, "text": texts}, schema=schema))
+        paths.append(path)
+    return paths
+
+
+def policy_responder(policies):
+    """An answer function for the scripted engine: each policy's "no" in its own format,
+    told apart by the first prompt token where the policies' prefixes differ."""
+    from batch.flow.render import render_prefix
+
+    prefixes = [render_prefix(p).token_ids for p in policies]
+    if len(prefixes) == 1:
+        answer = ANSWERS[policies[0].output]
+        return lambda request: answer
+    where = next(i for i, pair in enumerate(zip(*prefixes, strict=False)) if len(set(pair)) > 1)
+    by_token = {
+        prefix[where]: ANSWERS[p.output] for prefix, p in zip(prefixes, policies, strict=True)
+    }
+
+    def respond(request):
+        return by_token[request.prompt_token_ids[where]]
+
+    return respond
+
+
+def pin_one_core() -> int | None:
+    """Run this process on one CPU core (its threads too); the core, or None where the OS
+    cannot pin."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    core = sorted(os.sched_getaffinity(0))[0]
+    os.sched_setaffinity(0, {core})
+    return core
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory since it started (``VmHWM``: unlike ``ru_maxrss``,
+    not inherited from the parent that forked it)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def cpu_name() -> str:
+    """The CPU's model name and its widest vector extension, for the benchmark's report."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown"
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines()
+                 if line.startswith("model name")), "unknown")  # fmt: skip
+    flags = next((line for line in info.splitlines() if line.startswith("flags")), "")
+    vector = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    return f"{name} ({vector}, {os.cpu_count()} cores)"
