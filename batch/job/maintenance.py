@@ -11,11 +11,9 @@ import polars as pl
 import pyarrow as pa
 
 from batch.errors import UsageError
-from batch.output.index import Index
 from batch.output.labels import require_table
 from batch.output.locks import commit_lock
 from batch.output.schema import OUTPUT_SCHEMA
-from batch.output.store import LabelStore
 from batch.output.table import LabelTable
 
 DEFAULT_TARGET_ROWS = 1_000_000
@@ -57,9 +55,6 @@ def compact(
                 enforce_retention_duration=False,
             )
             report["vacuumed_files"] = len(removed)
-        store = LabelStore(Index(output))
-        report["labels_folded"] = store.fold()
-        store.index.close()
     report["version"] = table.version()
     return report
 

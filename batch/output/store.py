@@ -8,16 +8,14 @@ labels the model gave are kept (a prefilter's 0 is not the model's verdict; fail
 retried instead).
 
 The store keeps a **pointer** per label, not the label: (work, first 16 bytes of the content
-hash) -> (source file, source row, table version) of the row that holds it, about 50 bytes of
-disk a label whatever the length of its reasoning. A lookup is a B-tree probe; the labels
+hash) -> (source file, source row, table version) of the row that holds it, 32 bytes a slot
+in a hash table on disk (``output.pointers``: 46 to 91 bytes a label as it fills), whatever
+the length of the reasoning; a lookup or an insert costs the same at any size. The labels
 found are read from the table (pruned to the rows pointed at) and checked against the work key
 and the full content hash there, so a pointer can miss, never give a wrong label: the table
 stays the one truth. A row relabelled since (other settings, then the old ones again) is read
-from the version that wrote it, as long as time travel reaches it (until ``vacuum``).
-
-New pointers go to a small ``pointers_recent`` table, so a night's inserts touch few pages
-whatever the size of the history; ``fold`` moves them, sorted, into ``pointers`` (``compact``
-does it, and a run does when the recent table has grown past ``FOLD_ROWS``).
+from the version that wrote it, as long as time travel reaches it (until ``vacuum``). Work
+keys and source files get small ids in the index's SQLite.
 """
 
 from __future__ import annotations
@@ -29,29 +27,24 @@ from typing import TYPE_CHECKING, Any
 
 from batch.output.failures import writing
 from batch.output.index import Index
+from batch.output.pointers import NO_VERSION, PointerFile
 from batch.output.schema import OK
 
 if TYPE_CHECKING:  # pragma: no cover
     from batch.output.table import LabelTable
 
-STORE_VERSION = "2"  # 1: the label columns as JSON (~540 bytes a label); 2: pointers
+STORE_VERSION = "3"  # 1: label columns as JSON; 2: pointers in SQLite; 3: a pointer file
 _TABLES = """
 CREATE TABLE IF NOT EXISTS works (
     id INTEGER PRIMARY KEY, policy_id TEXT, digest BLOB, UNIQUE (policy_id, digest));
 CREATE TABLE IF NOT EXISTS sources (id INTEGER PRIMARY KEY, source_file TEXT UNIQUE);
-CREATE TABLE IF NOT EXISTS pointers (
-    work INTEGER, content BLOB, source INTEGER, row INTEGER, version INTEGER,
-    PRIMARY KEY (work, content)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS pointers_recent (
-    work INTEGER, content BLOB, source INTEGER, row INTEGER, version INTEGER,
-    PRIMARY KEY (work, content)) WITHOUT ROWID;
 """
-_OLD_TABLES = ("labels", "labels_recent")  # store version 1
+_OLD_TABLES = ("labels", "labels_recent", "pointers", "pointers_recent")  # versions 1 and 2
 _LOOKUP_CHUNK = 500  # parameters per IN (...) query
 _CONTENT_BYTES = 16  # of the content's sha256: the full hash is checked in the table
 _OLD_VERSIONS = 8  # earlier table versions one lookup reads at most (time travel)
-FOLD_ROWS = 1_000_000
-Where = tuple[str, int, int]  # source file, source row, table version
+POINTER_FILE = "pointers.bin"
+Where = tuple[str, int, int | None]  # source file, source row, table version
 
 # Columns a carried-over row takes from the row it copies; the rest describe the new row.
 LABEL_COLUMNS = (
@@ -127,9 +120,11 @@ class LabelStore:
         self.db = index.db
         self._works: dict[tuple[str, bytes], int] = {}
         self._sources: dict[str, int] = {}
+        self._names: dict[int, str] = {}
         with writing(index.path, "the index"):
             self._upgrade()
             self.db.executescript(_TABLES)
+            self.pointers = PointerFile(index.path.parent / POINTER_FILE)
 
     def _upgrade(self) -> None:
         """Drop a store of an older version (``needs_refill`` then says so)."""
@@ -156,8 +151,9 @@ class LabelStore:
             if row is None and not create:
                 return None
             if row is None:
-                insert = "INSERT OR IGNORE INTO works (policy_id, digest) VALUES (?, ?)"
-                self.db.execute(insert, name)
+                with self.index.transaction():
+                    insert = "INSERT OR IGNORE INTO works (policy_id, digest) VALUES (?, ?)"
+                    self.db.execute(insert, name)
                 row = self.db.execute(query, name).fetchone()
             self._works[name] = int(row[0])
         return self._works[name]
@@ -165,9 +161,10 @@ class LabelStore:
     def _source_ids(self, files: Iterable[str]) -> dict[str, int]:
         new = sorted(set(files) - self._sources.keys())
         if new:
-            self.db.executemany(
-                "INSERT OR IGNORE INTO sources (source_file) VALUES (?)", [(f,) for f in new]
-            )
+            with self.index.transaction():
+                self.db.executemany(
+                    "INSERT OR IGNORE INTO sources (source_file) VALUES (?)", [(f,) for f in new]
+                )
             for start in range(0, len(new), _LOOKUP_CHUNK):
                 part = new[start : start + _LOOKUP_CHUNK]
                 marks = ", ".join("?" * len(part))
@@ -175,17 +172,14 @@ class LabelStore:
                 self._sources.update(self.db.execute(query, part))
         return self._sources
 
-    def _lookup(self, table: str, work: int, contents: list[bytes]) -> dict[bytes, Where]:
-        found: dict[bytes, Where] = {}
-        for start in range(0, len(contents), _LOOKUP_CHUNK):
-            part = contents[start : start + _LOOKUP_CHUNK]
+    def _source_names(self, ids: Iterable[int]) -> dict[int, str]:
+        new = sorted(set(ids) - self._names.keys())
+        for start in range(0, len(new), _LOOKUP_CHUNK):
+            part = new[start : start + _LOOKUP_CHUNK]
             marks = ", ".join("?" * len(part))
-            query = (
-                f"SELECT p.content, s.source_file, p.row, p.version FROM {table} p "
-                f"JOIN sources s ON s.id = p.source WHERE p.work = ? AND p.content IN ({marks})"
-            )
-            found.update((c, (f, r, v)) for c, f, r, v in self.db.execute(query, [work, *part]))
-        return found
+            query = f"SELECT id, source_file FROM sources WHERE id IN ({marks})"
+            self._names.update(self.db.execute(query, part))
+        return self._names
 
     def locate(self, key: WorkKey, digests: Iterable[str]) -> dict[str, Where]:
         """Where a label of each content hash lies under ``key``: (source file, row, the
@@ -193,12 +187,14 @@ class LabelStore:
         work = self._work_id(key, create=False)
         if work is None:
             return {}
-        wanted = {_content(d): d for d in digests if d}
-        contents = sorted(wanted)
-        found = self._lookup("pointers_recent", work, contents)
-        rest = [c for c in contents if c not in found]
-        found.update(self._lookup("pointers", work, rest) if rest else {})
-        return {wanted[content]: where for content, where in found.items()}
+        wanted = {(work, _content(d)): d for d in digests if d}
+        found = self.pointers.get(wanted)
+        names = self._source_names(source for source, _, _ in found.values())
+        return {
+            wanted[k]: (names[source], row, None if version == NO_VERSION else version)
+            for k, (source, row, version) in found.items()
+            if source in names
+        }
 
     def fetch(self, key: WorkKey, digests: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The label columns of an earlier ``ok`` label for each content hash that has one
@@ -254,23 +250,15 @@ class LabelStore:
         entries = list(entries)
         if not entries:
             return
-        with self.index.transaction():
+        with writing(self.pointers.path, "the label store"):
             work = self._work_id(key, create=True)
+            assert work is not None
             sources = self._source_ids(f for _, f, _ in entries)
-            self.db.executemany(
-                "INSERT OR REPLACE INTO pointers_recent VALUES (?, ?, ?, ?, ?)",
-                [(work, _content(d), sources[f], int(r), version) for d, f, r in entries],
+            stamp = NO_VERSION if version is None else version
+            self.pointers.put(
+                ((work, _content(d)), (sources[f], int(r), stamp)) for d, f, r in entries
             )
 
-    def recent_rows(self) -> int:
-        return int(self.db.execute("SELECT count(*) FROM pointers_recent").fetchone()[0])
-
-    def fold(self) -> int:
-        """Move the recent pointers into the main table, in key order; how many moved."""
-        with self.index.transaction():
-            moved = self.db.execute(
-                "INSERT OR REPLACE INTO pointers SELECT * FROM pointers_recent "
-                "ORDER BY work, content"
-            ).rowcount
-            self.db.execute("DELETE FROM pointers_recent")
-        return int(moved)
+    def disk_bytes(self) -> int:
+        """What the pointers take on disk."""
+        return self.pointers.disk_bytes()

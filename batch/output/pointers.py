@@ -1,0 +1,196 @@
+"""The label store's pointers on disk: an open-addressing hash table in one file, so a lookup
+or an insert costs the same at ten labels as at ten million (a B-tree of random keys does
+not: SQLite's grew from 3 to 24 us an insert between 0 and 2M entries here, one page written
+per entry once the tree outgrows its cache).
+
+Slots of 32 bytes: the first 16 bytes of the content hash, then the work id, source id, row
+and table version (little-endian u32 each). An empty slot is all zeros. Linear probing, at
+most ``MAX_LOAD`` full; a full table is rebuilt at twice the size into a new file that
+replaces the old one atomically. Reads and writes are ``pread``/``pwrite`` of one page, so
+the table lives in the OS's file cache, not in this process's memory.
+
+The file is derived data: every pointer is checked against the label table before it is
+used, so a slot lost to a kill, a race between two writers or a torn write costs a miss,
+never a wrong label. Writers take an advisory lock beside the file while they insert.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import struct
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+MAGIC = b"SGPTRS01"
+HEADER = 4096  # magic, capacity, count, writing (a put under way); then the slots
+SLOT = 32
+PAGE = 4096
+PER_PAGE = PAGE // SLOT
+FIRST_CAPACITY = 1 << 12
+MAX_LOAD = 0.7
+_EMPTY = bytes(16)
+_VALUE = struct.Struct("<IIII")  # work, source, row, version
+_HEAD = struct.Struct("<8sQQQ")
+NO_VERSION = _U32 = (1 << 32) - 1  # a value's version when it is not known
+_MIX = 0x9E3779B97F4A7C15
+_MASK = (1 << 64) - 1
+
+Key = tuple[int, bytes]  # work id, 16 bytes of the content hash
+Value = tuple[int, int, int]  # source id, row, table version
+
+
+class PointerFile:
+    """One process's handle on the pointer file."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self._open()
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.exists():
+            _create(self.path, FIRST_CAPACITY)
+        self.fd = os.open(self.path, os.O_RDWR)
+        self.inode = os.fstat(self.fd).st_ino
+        head = os.pread(self.fd, _HEAD.size, 0)
+        fields = _HEAD.unpack(head) if len(head) == _HEAD.size else (b"", 0, 0, 0)
+        magic, capacity, count, writing = fields
+        size = os.fstat(self.fd).st_size
+        if (
+            magic != MAGIC
+            or not capacity
+            or capacity & (capacity - 1)
+            or size != (HEADER + capacity * SLOT)
+        ):
+            os.close(self.fd)  # not ours, or torn: start again (pointers are only hints)
+            _create(self.path, FIRST_CAPACITY)
+            return self._open()
+        self.capacity, self.count = capacity, count
+        if writing:  # a writer was killed mid-put: its count is stale, count the slots
+            self.count = self._occupied()
+
+    def _occupied(self) -> int:
+        import numpy as np
+
+        total = 0
+        for start in range(HEADER, HEADER + self.capacity * SLOT, 1 << 20):
+            data = np.frombuffer(os.pread(self.fd, 1 << 20, start), dtype=np.uint64)
+            total += int(np.count_nonzero(data.reshape(-1, SLOT // 8)[:, :2].any(axis=1)))
+        return total
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+    def _fresh(self) -> None:
+        """Reopen if another process replaced the file (it grew the table)."""
+        try:
+            inode = os.stat(self.path).st_ino
+        except FileNotFoundError:
+            inode = None
+        if inode != self.inode:
+            os.close(self.fd)
+            self._open()
+
+    def _start(self, key: Key) -> int:
+        work, content = key
+        mixed = int.from_bytes(content[:8], "little") ^ ((work * _MIX) & _MASK)
+        return mixed & (self.capacity - 1)
+
+    def _probe(self, key: Key) -> Iterator[tuple[int, bytes | None, Value | None]]:
+        """(slot, content there or None if empty, value) from the key's home slot on."""
+        slot = self._start(key)
+        for _ in range(self.capacity // PER_PAGE + 1):
+            page = slot // PER_PAGE
+            data = os.pread(self.fd, PAGE, HEADER + page * PAGE)
+            for offset in range((slot % PER_PAGE) * SLOT, PAGE, SLOT):
+                content = data[offset : offset + 16]
+                if content == _EMPTY:
+                    yield page * PER_PAGE + offset // SLOT, None, None
+                    return
+                value = _VALUE.unpack_from(data, offset + 16)
+                yield page * PER_PAGE + offset // SLOT, content, value
+            slot = ((page + 1) * PER_PAGE) % self.capacity
+
+    def get(self, keys: Iterable[Key]) -> dict[Key, Value]:
+        """The value of each key the file holds."""
+        self._fresh()
+        found: dict[Key, Value] = {}
+        for key in keys:
+            work, content = key
+            for _, there, value in self._probe(key):
+                if there is None:
+                    break
+                if there == content and value is not None and value[0] == work:
+                    found[key] = value[1:]
+                    break
+        return found
+
+    def put(self, entries: Iterable[tuple[Key, Value]]) -> None:
+        """Insert or replace entries (under the writers' lock)."""
+        with _locked(self.lock_path):
+            self._fresh()
+            os.pwrite(self.fd, _HEAD.pack(MAGIC, self.capacity, self.count, 1), 0)
+            for key, value in entries:
+                self._put(key, value)
+                if self.count > MAX_LOAD * self.capacity:
+                    self._grow()
+            os.pwrite(self.fd, _HEAD.pack(MAGIC, self.capacity, self.count, 0), 0)
+
+    def _put(self, key: Key, value: Value) -> None:
+        work, content = key
+        record = content + _VALUE.pack(work & _U32, *(v & _U32 for v in value))
+        target = None
+        for slot, there, old in self._probe(key):
+            if there is None:
+                self.count += 1
+                target = slot
+                break
+            if there == content and old is not None and old[0] == work:
+                target = slot
+                break
+        if target is not None:  # None: every slot full (MAX_LOAD keeps that from happening)
+            os.pwrite(self.fd, record, HEADER + target * SLOT)
+
+    def _grow(self) -> None:
+        """Rebuild at twice the capacity in a new file, then put it in place atomically."""
+        old = self.fd
+        temporary = self.path.with_name(self.path.name + ".grow")
+        _create(temporary, self.capacity * 2)
+        self.fd, self.capacity, self.count = os.open(temporary, os.O_RDWR), self.capacity * 2, 0
+        for start in range(HEADER, os.fstat(old).st_size, 1 << 20):
+            data = os.pread(old, 1 << 20, start)
+            for offset in range(0, len(data), SLOT):
+                content = data[offset : offset + 16]
+                if content != _EMPTY:
+                    work, *value = _VALUE.unpack_from(data, offset + 16)
+                    self._put((work, content), tuple(value))  # type: ignore[arg-type]
+        os.pwrite(self.fd, _HEAD.pack(MAGIC, self.capacity, self.count, 1), 0)
+        os.replace(temporary, self.path)
+        os.close(old)
+        self.inode = os.fstat(self.fd).st_ino
+
+    def disk_bytes(self) -> int:
+        return os.fstat(self.fd).st_blocks * 512
+
+
+def _create(path: Path, capacity: int) -> None:
+    """An empty table (a sparse file: empty slots take no disk until written near)."""
+    temporary = path.with_name(path.name + f".new-{os.getpid()}")
+    with open(temporary, "wb") as handle:
+        handle.write(_HEAD.pack(MAGIC, capacity, 0, 0).ljust(HEADER, b"\0"))
+        handle.truncate(HEADER + capacity * SLOT)
+    os.replace(temporary, path)
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
