@@ -40,6 +40,7 @@ sys.path.insert(0, str(HERE))
 from scripted_runs import (  # noqa: E402
     POLICY_FILES,
     cpu_name,
+    disk_bytes,
     peak_rss_mib,
     pin_one_core,
     policy_responder,
@@ -84,7 +85,7 @@ def child_run(inputs: Path, output: Path) -> dict:
     manifest = run_label_job(config, engine).manifest
     seconds = time.perf_counter() - started
     counts = manifest["counts"]
-    index = sum(p.stat().st_size for p in (output / "_index").iterdir() if p.is_file())
+    index = disk_bytes(output / "_index")
     return {
         "seconds": round(seconds, 3),
         "labels": counts["labelled"],

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from scripted_runs import peak_rss_mib  # noqa: E402
+from scripted_runs import disk_bytes, peak_rss_mib  # noqa: E402
 
 POLICY = ROOT / "policies" / "spam.md"
 ROWS_PER_FILE = 1000
@@ -115,7 +115,8 @@ def build_history(output: Path, rows: int, commit_rows: int) -> dict:
     """Write ``rows`` labels into a fresh output, as earlier runs would have left it."""
     from batch.flow.prompts import JobPrompts
     from batch.flow.write import progress_work
-    from batch.output.index import Index
+    from batch.output import history
+    from batch.output.index import Index, Mark
     from batch.output.store import LabelStore
     from batch.output.table import LabelTable
 
@@ -137,8 +138,10 @@ def build_history(output: Path, rows: int, commit_rows: int) -> dict:
         store.add(prompts.work_key(policy), entries, version)
         files = sorted(set(batch.column("source_file").to_pylist()))
         work = progress_work(policy, prompts, config)
-        index.record_progress((f, policy.id, work, "f" * 64, True) for f in files)
-    index.saw_table_version(table.version() or 0)
+        mark = Mark(version, index.epoch())
+        index.record_progress(((f, policy.id, work, "f" * 64, True) for f in files), mark)
+    index.set_meta("checked", history.now(table).to_text())  # as the runs would have left it
+    store.filled()
     index.close()  # as a run's process does when it ends: the write-ahead log is folded in
     seconds = time.perf_counter() - started
     log = output / "_delta_log"
@@ -147,9 +150,7 @@ def build_history(output: Path, rows: int, commit_rows: int) -> dict:
         "history_seconds": round(seconds, 1),
         "commits": len(list(log.glob("*.json"))),
         "log_bytes": sum(p.stat().st_size for p in log.iterdir() if p.is_file()),
-        "index_bytes": (
-            index_bytes := sum(p.stat().st_size for p in (output / "_index").iterdir())
-        ),
+        "index_bytes": (index_bytes := disk_bytes(output / "_index")),
         "index_bytes_per_label": round(index_bytes / rows, 1),
         "files_before_compact": len(table.open().file_uris()),
     }

@@ -100,6 +100,12 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def disk_bytes(folder: Path) -> int:
+    """What the files of a folder take on disk (allocated blocks: a sparse file's holes are
+    not counted)."""
+    return sum(p.stat().st_blocks * 512 for p in folder.iterdir() if p.is_file())
+
+
 def cpu_name() -> str:
     """The CPU's model name and its widest vector extension, for the benchmark's report."""
     try:

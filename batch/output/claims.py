@@ -2,10 +2,19 @@
 run started on the same output leaves them to it instead of paying the model twice.
 
 A claim is a file under ``OUT/_claims/`` created exclusively (``O_EXCL``). Its holder refreshes
-its modification time while it works; a claim is stale when it has not been refreshed for
-``LEASE_SECONDS``, or when its holder ran on this host, in this PID namespace, and has died.
-A stale claim is taken over by renaming it away (atomic: one taker wins). Claims only save
-work: the table's upserts stay correct without them.
+its modification time while it works. A claim is stale, and taken over by renaming it away
+(atomic: one taker wins), when:
+
+- it has not been refreshed for ``LEASE_SECONDS`` (or its time is further than that in the
+  future: a clock that jumped, a file touched by hand);
+- its holder ran on this host, in this PID namespace, and has died;
+- its holder was this worker's previous life: the same static worker of a sharded job
+  (``--worker-index`` of ``--num-workers``, one live process each), so a restarted pod takes
+  its own work back at once;
+- it is not a claim at all (not the JSON this module writes) and is older than a few seconds
+  (a younger one may be a claim being written).
+
+Claims only save work: the table's upserts stay correct without them.
 """
 
 from __future__ import annotations
@@ -25,6 +34,8 @@ from batch.output.failures import writing
 
 CLAIMS_DIR = "_claims"
 LEASE_SECONDS = 120.0
+UNREADABLE_GRACE_SECONDS = 5.0  # an unreadable claim this young may be one being written
+_MAX_PID = 1 << 22  # Linux's pid_max ceiling
 
 
 def _namespace() -> str:
@@ -35,28 +46,61 @@ def _namespace() -> str:
 
 
 def _pid_alive(pid: int) -> bool:
+    if not 0 < pid < _MAX_PID:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
+    except (PermissionError, OverflowError):
         return True
     return True
+
+
+def _holder(text: str) -> dict[str, Any] | None:
+    """A claim's holder, if the text is one this module wrote (validated as data)."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("run_id"), str):
+        return None
+    pid = data.get("pid")
+    if not isinstance(pid, int) or isinstance(pid, bool):
+        return None
+    for name in ("host", "namespace", "key"):
+        if not isinstance(data.get(name, ""), str):
+            return None
+    worker = data.get("worker")
+    if worker is not None and not (
+        isinstance(worker, list) and len(worker) == 2 and all(type(w) is int for w in worker)
+    ):
+        return None
+    return data
 
 
 class Claims:
     """The claims one run holds, refreshed by a background thread while it works."""
 
-    def __init__(self, output: str | Path, run_id: str, lease: float = LEASE_SECONDS) -> None:
+    def __init__(
+        self,
+        output: str | Path,
+        run_id: str,
+        lease: float = LEASE_SECONDS,
+        worker: tuple[int, int] | None = None,
+    ) -> None:
+        """``worker``: (index, count) of a static worker of a sharded job, if it is one."""
         self.folder = Path(output) / CLAIMS_DIR
         self.run_id = run_id
         self.lease = lease
-        self.me = {
+        self.me: dict[str, Any] = {
             "run_id": run_id,
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "namespace": _namespace(),
         }
+        if worker is not None and worker[1] > 1:
+            self.me["worker"] = [int(worker[0]), int(worker[1])]
         self.held: dict[str, Path] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -65,27 +109,35 @@ class Claims:
     def _path(self, key: str) -> Path:
         return self.folder / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.claim"
 
-    def _stale(self, path: Path, holder: dict[str, Any]) -> bool:
-        try:
-            age = time.time() - path.stat().st_mtime
-        except FileNotFoundError:
-            return True
-        if age > self.lease:
+    def _previous_life(self, holder: dict[str, Any]) -> bool:
+        """A claim this worker made before it was restarted (not a live other run)."""
+        if holder["run_id"] == self.run_id:
+            return False
+        return "worker" in self.me and holder.get("worker") == self.me["worker"]
+
+    def _stale(self, age: float, holder: dict[str, Any] | None) -> bool:
+        if holder is None:
+            return abs(age) > UNREADABLE_GRACE_SECONDS
+        if abs(age) > self.lease or self._previous_life(holder):
             return True
         same_namespace = (
             holder.get("host") == self.me["host"]
             and holder.get("namespace") == self.me["namespace"] != "unknown"
         )
-        return same_namespace and not _pid_alive(int(holder.get("pid", 0)))
+        return same_namespace and not _pid_alive(holder["pid"])
 
     def holder(self, key: str) -> dict[str, Any] | None:
         """Who holds ``key`` now (None if nobody, or only a stale claim)."""
         path = self._path(key)
         try:
-            holder = json.loads(path.read_text())
-        except (FileNotFoundError, ValueError):
+            age = time.time() - path.stat().st_mtime
+            text = path.read_text(errors="replace")
+        except FileNotFoundError:
             return None
-        return None if self._stale(path, holder) else holder
+        holder = _holder(text)
+        if self._stale(age, holder):
+            return None
+        return holder or {"run_id": "a run whose claim is being written"}
 
     def claim(self, key: str) -> bool:
         """Take ``key`` if nobody live holds it; True when this run holds it afterwards."""
@@ -116,6 +168,10 @@ class Claims:
             return True
         return False
 
+    def released(self, key: str) -> bool:
+        """Whether ``key``'s claim is gone: its holder finished (a stale claim stays)."""
+        return not self._path(key).exists()
+
     def release(self, key: str) -> None:
         with self._lock:
             path = self.held.pop(key, None)
@@ -139,7 +195,10 @@ class Claims:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, kind: object, *exc: object) -> None:
+        """Release every claim when the run succeeded; a failed run's claims stay until they
+        go stale, so a run waiting for them takes its files over rather than skip them."""
         self._stop.set()
-        for key in list(self.held):
-            self.release(key)
+        if kind is None:
+            for key in list(self.held):
+                self.release(key)

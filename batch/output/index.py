@@ -31,7 +31,7 @@ CREATE TABLE IF NOT EXISTS files (
     sha256 TEXT, rows INTEGER);
 CREATE TABLE IF NOT EXISTS progress (
     source_file TEXT, policy_id TEXT, work TEXT, sha256 TEXT, complete INTEGER,
-    PRIMARY KEY (source_file, policy_id));
+    seen INTEGER, epoch INTEGER, PRIMARY KEY (source_file, policy_id));
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 """
 
@@ -51,6 +51,17 @@ class Progress:
     work: str
     sha256: str
     complete: bool
+    seen: int | None = None  # the table version the run that marked it planned from
+    epoch: int | None = None  # the table's history it was marked in (``Index.epoch``)
+
+
+@dataclass(frozen=True)
+class Mark:
+    """What a run knew of the table when it planned: marks it writes hold only as long as
+    nothing outside this tool changed the table after ``seen``, in this ``epoch``."""
+
+    seen: int
+    epoch: int
 
 
 def index_path(output: str | Path) -> Path:
@@ -81,6 +92,10 @@ class Index:
             self.db.execute("PRAGMA journal_mode = WAL")
         self.db.execute("PRAGMA synchronous = NORMAL")
         self.db.executescript(_SCHEMA)
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(progress)")}
+        for column in ("seen", "epoch"):  # an index made before marks named their history
+            if column not in columns:
+                self.db.execute(f"ALTER TABLE progress ADD COLUMN {column} INTEGER")
 
     def close(self) -> None:
         self.db.close()
@@ -113,17 +128,53 @@ class Index:
 
     def progress(self, source_file: str, policy_id: str) -> Progress | None:
         row = self.db.execute(
-            "SELECT work, sha256, complete FROM progress WHERE source_file = ? AND policy_id = ?",
+            "SELECT work, sha256, complete, seen, epoch FROM progress "
+            "WHERE source_file = ? AND policy_id = ?",
             (source_file, policy_id),
         ).fetchone()
-        return Progress(row[0], row[1], bool(row[2])) if row else None
+        return Progress(row[0], row[1], bool(row[2]), row[3], row[4]) if row else None
 
-    def record_progress(self, entries: Iterable[tuple[str, str, str, str, bool]]) -> None:
-        """(source file, policy, work, file sha256, complete) for pairs the table now holds."""
+    def record_progress(
+        self, entries: Iterable[tuple[str, str, str, str, bool]], mark: Mark | None = None
+    ) -> None:
+        """(source file, policy, work, file sha256, complete) for pairs the table now holds;
+        ``mark``: what the run that says "complete" knew of the table (required for it)."""
+        seen, epoch = (mark.seen, mark.epoch) if mark is not None else (None, None)
         with self.transaction():
             self.db.executemany(
-                "INSERT OR REPLACE INTO progress VALUES (?, ?, ?, ?, ?)",
-                [(f, p, w, s, int(c)) for f, p, w, s, c in entries],
+                "INSERT OR REPLACE INTO progress VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(f, p, w, s, int(c and mark is not None), seen, epoch)
+                 for f, p, w, s, c in entries],
+            )  # fmt: skip
+
+    def valid(self, progress: Progress) -> bool:
+        """A completeness mark that still holds: made in this epoch of the table's history,
+        from a version no foreign change came after."""
+        if not progress.complete or progress.seen is None or progress.epoch != self.epoch():
+            return False
+        return progress.seen >= self.foreign_version()
+
+    def epoch(self) -> int:
+        return int(self.meta("epoch") or 0)
+
+    def foreign_version(self) -> int:
+        """The newest table version another writer changed data at (-1: none seen)."""
+        return int(self.meta("foreign_version") or -1)
+
+    def saw_foreign(self, version: int) -> None:
+        with self.transaction():
+            old = self.db.execute("SELECT value FROM meta WHERE key = 'foreign_version'").fetchone()
+            newest = max(version, int(old[0]) if old else -1)
+            self.db.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('foreign_version', ?)", (str(newest),)
+            )
+
+    def went_back(self) -> None:
+        """The table's history is not the one the marks were made in: none of them holds."""
+        with self.transaction():
+            self.db.execute("UPDATE progress SET complete = 0")
+            self.db.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('epoch', ?)", (str(self.epoch() + 1),)
             )
 
     def meta(self, key: str) -> str | None:
@@ -134,17 +185,6 @@ class Index:
         with self.transaction():
             self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
-    def table_version_seen(self) -> int:
-        row = self.db.execute("SELECT value FROM meta WHERE key = 'table_version'").fetchone()
-        return int(row[0]) if row else -1
-
-    def saw_table_version(self, version: int) -> None:
-        with self.transaction():
-            self.db.execute(
-                "INSERT OR REPLACE INTO meta VALUES ('table_version', ?)", (str(version),)
-            )
-
-    def forget_complete(self) -> None:
-        """Trust no completeness mark: another writer changed the table behind our back."""
-        with self.transaction():
-            self.db.execute("UPDATE progress SET complete = 0")
+    def checked(self) -> str | None:
+        """The table state (``history.Seen``) the last run checked the marks against."""
+        return self.meta("checked")

@@ -23,7 +23,7 @@ _COLUMNS = ["source_file", "source_row", "source_fingerprint", "content_sha256",
 def needs_rebuild(table: LabelTable, index: Index) -> bool:
     """The table holds labels the index has never seen."""
     version = table.version()
-    return version is not None and version > 0 and index.table_version_seen() < 0
+    return version is not None and version > 0 and index.checked() is None
 
 
 def _data_files(table: LabelTable) -> Iterator[tuple[str, str]]:

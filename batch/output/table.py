@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from batch.errors import UsageError
 from batch.output.failures import writing
+from batch.output.history import TOOL
 from batch.output.locks import commit_lock
 from batch.output.predicates import (
     RowRanges,
@@ -31,9 +32,6 @@ from batch.output.predicates import (
 from batch.output.schema import OUTPUT_SCHEMA
 
 KEY = ("policy_id", "source_file", "source_row")
-TOOL = "safeguard-batch"  # every commit this tool makes says so in its metadata
-# Operations of other writers that do not change what the table holds.
-_DATA_PRESERVING = ("OPTIMIZE", "VACUUM START", "VACUUM END", "CREATE CHECKPOINT")
 LOG_DIR = "_delta_log"
 COMMIT_RETRIES = 5
 # Checkpoint the log every 50 commits, and keep 30 days of log (time travel) by default.
@@ -238,18 +236,6 @@ class LabelTable:
                 predicate, commit_properties=_properties({"purpose": "a file shrank"})
             )
         return int(metrics.get("num_deleted_rows", 0))
-
-    def foreign_changes(self, since: int) -> int:
-        """How many commits after version ``since`` changed data without this tool."""
-        latest = self.version()
-        if latest is None or latest <= since:
-            return 0
-        commits = self.open().history(limit=latest - since)
-        return sum(
-            1
-            for c in commits
-            if c.get("tool") != TOOL and c.get("operation") not in _DATA_PRESERVING
-        )
 
     def scan(self, version: int | None = None):
         """The table (at ``version``, or its current version) as a polars LazyFrame."""

@@ -2,9 +2,13 @@
 
 A (file, policy) whose every row already holds a final label under this run's work, for the
 file's current bytes, is skipped without reading the file (the nightly case: yesterday's
-shards cost a ``stat`` each). A file another live run has claimed is left to it. A file whose
-bytes changed loses the labels of rows past its end before anything else is written. At the
-end, each fully read file is marked complete or not.
+shards cost a ``stat`` each). Such a completeness mark holds only in the table history it was
+made in: each run first checks the history since the last check (``output.history``): a
+commit of another writer that changed data invalidates the marks of runs that planned before
+it; a table that went back (log entries deleted, restored from a backup) invalidates all.
+A file another live run has claimed is left to it (the local runner waits for it). A file
+whose bytes changed loses the labels of rows past its end before anything else is written.
+Once a file is written whole it is marked complete or not, then its claim is released.
 """
 
 from __future__ import annotations
@@ -17,10 +21,12 @@ from batch.flow.prompts import JobPrompts
 from batch.flow.sources import InputFile, remember
 from batch.flow.stats import RunStats
 from batch.flow.write import progress_work
+from batch.output import history
 from batch.output.claims import Claims
-from batch.output.index import Index
+from batch.output.history import Seen
+from batch.output.index import Index, Mark
 from batch.output.recover import needs_rebuild, rebuild
-from batch.output.store import FOLD_ROWS, LabelStore
+from batch.output.store import LabelStore
 from batch.output.table import LabelTable
 
 
@@ -32,6 +38,7 @@ class FilePlan:
     claimed_by: str | None = None  # the live run that holds it, if another one does
     changed: frozenset[str] = frozenset()  # policies it was labelled under with other bytes
     had_rows: frozenset[str] = frozenset()  # policies the table held rows of it under
+    mark: Mark | None = None  # what the run knew of the table when it planned this file
 
 
 def had_rows(plans: list[FilePlan]) -> set[tuple[str, str]]:
@@ -44,28 +51,40 @@ def claim_key(source: InputFile, config: JobConfig) -> str:
     return f"{source.source_file}|{','.join(sorted(p.id for p in config.policies))}"
 
 
-def _check_marks(table: LabelTable, index: Index) -> None:
-    """Drop every completeness mark if a writer other than this tool changed the table since
-    the index last looked (a delete or an append by hand, say)."""
+def _check_marks(table: LabelTable, index: Index) -> Mark:
+    """Check the table's history since the index last looked; what this run plans from."""
     if needs_rebuild(table, index):
         rebuild(table, index)
     elif LabelStore(index).needs_refill():  # an index of an older version
         rebuild(table, index, progress=False)
-    elif table.foreign_changes(index.table_version_seen()):
-        index.forget_complete()
-    index.saw_table_version(table.version() or 0)
+    checked = Seen.from_text(index.checked())
+    happened = history.since(table, checked) if checked is not None else None
+    if happened is not None and happened.went_back:
+        index.went_back()
+    elif happened is not None and happened.foreign_version is not None:
+        index.saw_foreign(happened.foreign_version)
+    current = happened.now if happened is not None else history.now(table)
+    if current is not None:
+        index.set_meta("checked", current.to_text())
+    return Mark(current.version if current is not None else -1, index.epoch())
 
 
 def plan_files(
-    config: JobConfig, prompts: JobPrompts, output: tuple[LabelTable, Index], claims: Claims | None
+    config: JobConfig,
+    prompts: JobPrompts,
+    output: tuple[LabelTable, Index],
+    claims: Claims | None,
+    sources: list[InputFile] | None = None,
 ) -> list[FilePlan]:
-    """For every input file: the policies to label it under now, and why the others not."""
+    """For every input file (or those of ``sources``): the policies to label it under now,
+    and why the others not."""
     table, index = output
-    _check_marks(table, index)
-    remember(config.inputs, index)
+    sources = config.inputs if sources is None else sources
+    mark = _check_marks(table, index)
+    remember(sources, index)
     plans = []
     work = {p.id: progress_work(p, prompts, config) for p in config.policies}
-    for source in config.inputs:
+    for source in sources:
         complete, changed, held = set(), set(), set()
         for policy in config.policies:
             progress = index.progress(source.source_file, policy.id)
@@ -74,7 +93,7 @@ def plan_files(
             held.add(policy.id)
             if progress.sha256 != source.fingerprint:
                 changed.add(policy.id)
-            elif progress.complete and not config.force and progress.work == work[policy.id]:
+            elif not config.force and progress.work == work[policy.id] and index.valid(progress):
                 complete.add(policy.id)
         todo = frozenset(p.id for p in config.policies) - complete
         holder = None
@@ -83,9 +102,8 @@ def plan_files(
             todo = frozenset()
         elif changed:
             _drop_vanished_rows(table, source, changed)
-        plans.append(
-            FilePlan(source, todo, frozenset(complete), holder, frozenset(changed), frozenset(held))
-        )
+        sets = (frozenset(complete), holder, frozenset(changed), frozenset(held))
+        plans.append(FilePlan(source, todo, *sets, mark=mark))
     return plans
 
 
@@ -96,8 +114,11 @@ def _drop_vanished_rows(table: LabelTable, source: InputFile, policies: set[str]
         table.delete_rows(source.source_file, policy_id, source.num_rows)
 
 
-def skipped_stats(plans: list[FilePlan], config: JobConfig, sampled: dict | None) -> RunStats:
-    """Counts for the files (or policies) this run does not read: complete, or claimed."""
+def skipped_stats(
+    plans: list[FilePlan], config: JobConfig, sampled: dict | None, by_others: bool = False
+) -> RunStats:
+    """Counts for the files (or policies) this run does not read: complete, or claimed
+    (``by_others``: completed by another live run while this one waited for it)."""
     stats = RunStats()
     for plan in plans:
         if plan.policies:
@@ -107,7 +128,7 @@ def skipped_stats(plans: list[FilePlan], config: JobConfig, sampled: dict | None
         for policy in config.policies:
             counts = stats.policy(policy.id)
             counts.rows += rows
-            if policy.id in plan.complete:
+            if policy.id in plan.complete and not by_others:
                 counts.kept += rows
             else:
                 counts.left_to_other_runs += rows
@@ -121,24 +142,20 @@ def finish_files(
     prompts: JobPrompts,
     output: tuple[LabelTable, Index],
 ) -> None:
-    """Mark each fully read file complete (or not)."""
+    """Mark each fully read file complete (or not), as of the table its run planned from."""
     if config.sample is not None or config.retry_failed:
         return
-    table, index = output
+    _, index = output
     unreadable = {bad["path"] for bad in stats.unreadable}
-    entries = []
     for plan in plans:
         source = plan.source
         if not plan.policies or source.path in unreadable:
             continue
         final = stats.final_rows.get(source.source_file, Counter())
-        for policy in config.policies:
-            if policy.id not in plan.policies:
-                continue
-            work = progress_work(policy, prompts, config)
-            complete = final[policy.id] >= source.num_rows
-            entries.append((source.source_file, policy.id, work, source.fingerprint, complete))
-    index.record_progress(entries)
-    store = LabelStore(index)
-    if store.recent_rows() > FOLD_ROWS:
-        store.fold()
+        entries = [
+            (source.source_file, policy.id, progress_work(policy, prompts, config),
+             source.fingerprint, final[policy.id] >= source.num_rows)
+            for policy in config.policies
+            if policy.id in plan.policies
+        ]  # fmt: skip
+        index.record_progress(entries, plan.mark)

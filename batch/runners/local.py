@@ -4,16 +4,16 @@ Chunks are gathered until they hold ``--batch-size`` requests: a group, planned 
 committed as one upsert as soon as its last request is answered. Groups overlap in the engine
 (``flow.stream``: at most ``--max-in-flight`` requests at once), so it never drains between
 them, memory stays bounded and a killed run loses at most the open groups. Files complete
-already are not read; files another live run is labelling are left to it
-(``runners.files``), and a file's claim is released once every group holding its rows has
-committed.
+already are not read; files another live run is labelling are waited for (``runners.files``),
+and a file's claim is released once every group holding its rows has committed.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pyarrow as pa
 
@@ -98,13 +98,17 @@ def max_in_flight(config: JobConfig, engine: Engine) -> int:
 
 
 class FileReleases:
-    """Releases a file's claim once every group holding its rows has committed (groups commit
-    in any order, so the group that finishes a file may commit before an earlier one)."""
+    """Once every group holding a file's rows has committed (groups commit in any order, so
+    the group that finishes a file may commit before an earlier one): marks the file complete
+    or not (``on_done``), then releases its claim, so another run waiting for it skips it."""
 
-    def __init__(self, claims: Claims, config: JobConfig) -> None:
-        self.claims, self.config = claims, config
+    def __init__(
+        self, claims: Claims, config: JobConfig, on_done: Callable[[FilePlan], None]
+    ) -> None:
+        self.claims, self.config, self.on_done = claims, config, on_done
         self.open_groups: Counter[str] = Counter()
         self.finished: dict[str, FilePlan] = {}
+        self.done: set[str] = set()
 
     def opened(self, group: list[Chunk]) -> set[str]:
         paths = {chunk.source.path for chunk in group}
@@ -115,7 +119,10 @@ class FileReleases:
         self.open_groups.subtract(paths)
         self.finished.update({plan.source.path: plan for plan in finished})
         for path in [p for p in self.finished if self.open_groups[p] <= 0]:
-            self.claims.release(claim_key(self.finished.pop(path).source, self.config))
+            plan = self.finished.pop(path)
+            self.on_done(plan)
+            self.done.add(path)
+            self.claims.release(claim_key(plan.source, self.config))
 
 
 def total_rows(config: JobConfig) -> int:
@@ -125,8 +132,16 @@ def total_rows(config: JobConfig) -> int:
     return min(config.sample, sum(f.num_rows for f in config.inputs))
 
 
+CLAIM_POLL_SECONDS = 1.0  # how often a run waiting for another's files looks again
+
+
 def run_label_job(config: JobConfig, engine: Engine, progress: bool = False) -> RunResult:
-    """Label every input row under every policy and write output plus a run manifest."""
+    """Label every input row under every policy and write output plus a run manifest.
+
+    Files another live run has claimed are waited for, not skipped: once their claims are
+    released (or go stale: a dead holder), they are planned again and labelled if that run
+    did not finish them. So a run that exits 0 has every one of its inputs labelled.
+    """
     from tqdm import tqdm
 
     LabelTable(config.output).ensure()
@@ -144,21 +159,72 @@ def run_label_job(config: JobConfig, engine: Engine, progress: bool = False) -> 
         desc=f"labelling x{len(config.policies)} policies",
         dynamic_ncols=True,
     )
-    with Claims(config.output, recorder.run_id) as claims, bar:
-        plans = plan_files(config, prompts, (labeller.table, labeller.index), claims)
-        labeller.had_rows = had_rows(plans)
-        skipped = skipped_stats(plans, config, sampled)
-        recorder.add(skipped)
-        bar.update(skipped.rows)
-        releases = FileReleases(claims, config)
+    worker = (config.worker.get("index", 0), config.worker.get("count", 1))
+    with Claims(config.output, recorder.run_id, worker=worker) as claims, bar:
+        run = _Run(config, labeller, recorder, claims, sampled, bar)
+        waiting = run.label(None, by_others=False)
+        while waiting:
+            waiting = run.wait_for(waiting)
+    return recorder.finish()
+
+
+class _Run:
+    """One run's labelling of some of its files: plan them, stream them, mark them."""
+
+    def __init__(self, config, labeller, recorder, claims, sampled, bar) -> None:
+        self.config, self.labeller, self.recorder = config, labeller, recorder
+        self.claims, self.sampled, self.bar = claims, sampled, bar
+        self.output = (labeller.table, labeller.index)
+        self.labeller.had_rows = set()
+
+    def label(self, sources: list | None, by_others: bool) -> list[FilePlan]:
+        """Label these files (None: every input); the plans of those another run holds."""
+        config, prompts = self.config, self.labeller.prompts
+        plans = plan_files(config, prompts, self.output, self.claims, sources)
+        held = [plan for plan in plans if plan.claimed_by]
+        mine = [plan for plan in plans if not plan.claimed_by]
+        self.labeller.had_rows |= had_rows(mine)
+        skipped = skipped_stats(mine, config, self.sampled, by_others)
+        self.recorder.add(skipped)
+        self.bar.update(skipped.rows)
+
+        def mark(plan: FilePlan) -> None:
+            finish_files([plan], self.recorder.stats, config, prompts, self.output)
+
+        releases = FileReleases(self.claims, config, mark)
         groups = (
             (group, (releases.opened(group), finished))
-            for group, finished in _groups(config, plans, sampled, recorder)
+            for group, finished in _groups(config, mine, self.sampled, self.recorder)
         )
-        stream = GroupStream(labeller, max_in_flight(config, engine), bar.update)
+        engine = self.labeller.engine
+        stream = GroupStream(self.labeller, max_in_flight(config, engine), self.bar.update)
         for stats, payload in stream.run(groups):
-            recorder.add(stats)
-            if payload is not None:  # the group's last chunk: the whole group is written
+            self.recorder.add(stats)
+            if payload is not None:  # the group is written whole
                 releases.committed(*payload)
-        finish_files(plans, recorder.stats, config, prompts, (labeller.table, labeller.index))
-    return recorder.finish()
+        rest = [plan for plan in mine if plan.source.path not in releases.done]  # no rows
+        finish_files(rest, self.recorder.stats, config, prompts, self.output)
+        return held
+
+    def wait_for(self, held: list[FilePlan]) -> list[FilePlan]:
+        """Wait until some held files are free: a file its run finished (its claim released)
+        is counted as left to it; one whose claim went stale (its run died) is labelled
+        here. Returns the files still held."""
+        log.warning(
+            "waiting for %d file(s) another live run is labelling (%s)",
+            len(held),
+            ", ".join(sorted({plan.claimed_by or "" for plan in held})),
+        )
+        keys = {plan.source.path: claim_key(plan.source, self.config) for plan in held}
+        while True:
+            time.sleep(CLAIM_POLL_SECONDS)
+            free = [p for p in held if self.claims.holder(keys[p.source.path]) is None]
+            if free:
+                break
+        finished = [p for p in free if self.claims.released(keys[p.source.path])]
+        others = skipped_stats(finished, self.config, self.sampled, by_others=True)
+        self.recorder.add(others)
+        self.bar.update(others.rows)
+        stale = [p for p in free if p not in finished]
+        still = [p for p in held if p not in free]
+        return still + (self.label([p.source for p in stale], by_others=True) if stale else [])
