@@ -5,9 +5,11 @@ per entry once the tree outgrows its cache).
 
 Slots of 32 bytes: the first 16 bytes of the content hash, then the work id, source id, row
 and table version (little-endian u32 each). An empty slot is all zeros. Linear probing, at
-most ``MAX_LOAD`` full; a full table is rebuilt at twice the size into a new file that
-replaces the old one atomically. Reads and writes are ``pread``/``pwrite`` of one page, so
-the table lives in the OS's file cache, not in this process's memory.
+most ``MAX_LOAD`` full (64 to 128 bytes of disk a key); a run reserves room for what it may
+add before it starts (``reserve``), so a table is rebuilt bigger, into a new file that
+replaces the old one atomically, at most once a run. Reads and writes are ``pread`` of one
+page and ``pwrite`` of one slot, so the table lives in the OS's file cache, not in this
+process's memory.
 
 The file is derived data: every pointer is checked against the label table before it is
 used, so a slot lost to a kill, a race between two writers or a torn write costs a miss,
@@ -29,7 +31,7 @@ SLOT = 32
 PAGE = 4096
 PER_PAGE = PAGE // SLOT
 FIRST_CAPACITY = 1 << 12
-MAX_LOAD = 0.7
+MAX_LOAD = 0.5
 _EMPTY = bytes(16)
 _VALUE = struct.Struct("<IIII")  # work, source, row, version
 _HEAD = struct.Struct("<8sQQQ")
@@ -99,34 +101,43 @@ class PointerFile:
         mixed = int.from_bytes(content[:8], "little") ^ ((work * _MIX) & _MASK)
         return mixed & (self.capacity - 1)
 
-    def _probe(self, key: Key) -> Iterator[tuple[int, bytes | None, Value | None]]:
-        """(slot, content there or None if empty, value) from the key's home slot on."""
+    def _find(self, key: Key) -> tuple[int, Value | None]:
+        """The slot holding ``key`` and its value, or the empty slot where it would go and
+        None. One page read, almost always (probing runs on past a page only when full)."""
+        work, content = key
         slot = self._start(key)
         for _ in range(self.capacity // PER_PAGE + 1):
             page = slot // PER_PAGE
             data = os.pread(self.fd, PAGE, HEADER + page * PAGE)
-            for offset in range((slot % PER_PAGE) * SLOT, PAGE, SLOT):
-                content = data[offset : offset + 16]
-                if content == _EMPTY:
-                    yield page * PER_PAGE + offset // SLOT, None, None
-                    return
-                value = _VALUE.unpack_from(data, offset + 16)
-                yield page * PER_PAGE + offset // SLOT, content, value
+            offset = (slot % PER_PAGE) * SLOT
+            while offset < PAGE:
+                there = data[offset : offset + 16]
+                if there == _EMPTY:
+                    return page * PER_PAGE + offset // SLOT, None
+                if there == content:
+                    value = _VALUE.unpack_from(data, offset + 16)
+                    if value[0] == work:
+                        return page * PER_PAGE + offset // SLOT, value
+                offset += SLOT
             slot = ((page + 1) * PER_PAGE) % self.capacity
+        raise RuntimeError(f"{self.path}: no free slot")  # MAX_LOAD keeps this from happening
 
     def get(self, keys: Iterable[Key]) -> dict[Key, Value]:
         """The value of each key the file holds."""
         self._fresh()
         found: dict[Key, Value] = {}
         for key in keys:
-            work, content = key
-            for _, there, value in self._probe(key):
-                if there is None:
-                    break
-                if there == content and value is not None and value[0] == work:
-                    found[key] = value[1:]
-                    break
+            _, value = self._find(key)
+            if value is not None:
+                found[key] = value[1:]
         return found
+
+    def reserve(self, more: int) -> None:
+        """Grow now, if need be, so that ``more`` new keys fit without growing mid-run."""
+        with _locked(self.lock_path):
+            self._fresh()
+            if self.count + more > MAX_LOAD * self.capacity:
+                self._grow(self.count + more)
 
     def put(self, entries: Iterable[tuple[Key, Value]]) -> None:
         """Insert or replace entries (under the writers' lock)."""
@@ -134,32 +145,28 @@ class PointerFile:
             self._fresh()
             os.pwrite(self.fd, _HEAD.pack(MAGIC, self.capacity, self.count, 1), 0)
             for key, value in entries:
+                if self.count + 1 > MAX_LOAD * self.capacity:
+                    self._grow(self.count + 1)
                 self._put(key, value)
-                if self.count > MAX_LOAD * self.capacity:
-                    self._grow()
             os.pwrite(self.fd, _HEAD.pack(MAGIC, self.capacity, self.count, 0), 0)
 
     def _put(self, key: Key, value: Value) -> None:
         work, content = key
+        slot, old = self._find(key)
+        if old is None:
+            self.count += 1
         record = content + _VALUE.pack(work & _U32, *(v & _U32 for v in value))
-        target = None
-        for slot, there, old in self._probe(key):
-            if there is None:
-                self.count += 1
-                target = slot
-                break
-            if there == content and old is not None and old[0] == work:
-                target = slot
-                break
-        if target is not None:  # None: every slot full (MAX_LOAD keeps that from happening)
-            os.pwrite(self.fd, record, HEADER + target * SLOT)
+        os.pwrite(self.fd, record, HEADER + slot * SLOT)
 
-    def _grow(self) -> None:
-        """Rebuild at twice the capacity in a new file, then put it in place atomically."""
+    def _grow(self, needed: int) -> None:
+        """Rebuild with room for ``needed`` keys in a new file, then put it in place."""
+        capacity = self.capacity * 2
+        while needed > MAX_LOAD * capacity:
+            capacity *= 2
         old = self.fd
         temporary = self.path.with_name(self.path.name + ".grow")
-        _create(temporary, self.capacity * 2)
-        self.fd, self.capacity, self.count = os.open(temporary, os.O_RDWR), self.capacity * 2, 0
+        _create(temporary, capacity)
+        self.fd, self.capacity, self.count = os.open(temporary, os.O_RDWR), capacity, 0
         for start in range(HEADER, os.fstat(old).st_size, 1 << 20):
             data = os.pread(old, 1 << 20, start)
             for offset in range(0, len(data), SLOT):

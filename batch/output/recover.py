@@ -26,14 +26,16 @@ def needs_rebuild(table: LabelTable, index: Index) -> bool:
     return version is not None and version > 0 and index.checked() is None
 
 
-def _data_files(table: LabelTable) -> Iterator[tuple[str, str]]:
-    """(policy id, path) of every data file of the table's current version."""
+def _data_files(table: LabelTable) -> Iterator[tuple[str, str, int]]:
+    """(policy id, path, rows) of every data file of the table's current version."""
     import pyarrow as pa
 
     actions = pa.table(table.open().get_add_actions(flatten=True)).to_pydict()
     root = table.output.rstrip("/")
-    for path, policy_id in zip(actions["path"], actions["partition.policy_id"], strict=True):
-        yield policy_id, path if "://" in path else str(Path(root) / path)
+    for path, policy_id, rows in zip(
+        actions["path"], actions["partition.policy_id"], actions["num_records"], strict=True
+    ):
+        yield policy_id, path if "://" in path else str(Path(root) / path), rows
 
 
 def rebuild(table: LabelTable, index: Index, progress: bool = True) -> None:
@@ -42,8 +44,10 @@ def rebuild(table: LabelTable, index: Index, progress: bool = True) -> None:
     a lookup checks the row in the table and finds another label there (a miss)."""
     store = LabelStore(index, table)
     version = table.version()
+    files = list(_data_files(table))
+    store.reserve(sum(rows for _, _, rows in files))
     pairs: set[tuple[str, str, str]] = set()
-    for policy_id, path in _data_files(table):
+    for policy_id, path, _ in files:
         with reading(table.output):
             frame = pl.read_parquet(path, columns=_COLUMNS)
         seen = frame.select("source_file", "source_fingerprint").unique()

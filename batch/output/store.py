@@ -259,6 +259,11 @@ class LabelStore:
                 ((work, _content(d)), (sources[f], int(r), stamp)) for d, f, r in entries
             )
 
+    def reserve(self, labels: int) -> None:
+        """Make room for ``labels`` more pointers now, before a run starts adding them."""
+        with writing(self.pointers.path, "the label store"):
+            self.pointers.reserve(labels)
+
     def disk_bytes(self) -> int:
         """What the pointers take on disk."""
         return self.pointers.disk_bytes()

@@ -184,6 +184,7 @@ class _Run:
         held = [plan for plan in plans if plan.claimed_by]
         mine = [plan for plan in plans if not plan.claimed_by]
         self.labeller.had_rows |= had_rows(mine)
+        self.labeller.store.reserve(sum(p.source.num_rows * len(p.policies) for p in mine))
         skipped = skipped_stats(mine, config, self.sampled, by_others)
         self.recorder.add(skipped)
         self.bar.update(skipped.rows)
