@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from batch.errors import InputError
@@ -20,6 +19,7 @@ from batch.flow.sources import (
 from batch.output.index import Index
 
 __all__ = ["InputError", "InputFile", "resolve_inputs"]
+READ_BUFFER = 1 << 20  # bytes read from a file at a time
 
 
 def is_text_type(arrow_type: pa.DataType) -> bool:
@@ -154,12 +154,15 @@ def iter_batches(
 ) -> Iterator[tuple[int, pa.RecordBatch]]:
     """Yield ``(first_source_row, batch)`` with columns ``id`` (string) and ``text`` (string).
 
-    Streams with ``pyarrow.dataset`` so memory stays bounded by the batch (and row group) size.
+    Streams pages through a buffered reader, without read-ahead, so memory stays bounded by a
+    batch and a page, not by the row groups a scanner would read ahead (measured on a file of
+    1M rows in row groups of 100k: 30 MB above a 10k-row file this way, 157 MB through
+    ``pyarrow.dataset``).
     """
-    dataset = ds.dataset(source.path, format="parquet")
+    parquet = pq.ParquetFile(source.path, buffer_size=READ_BUFFER, pre_buffer=False)
     start = 0
-    for batch in dataset.to_batches(
-        columns=[id_column, text_column], batch_size=batch_size, use_threads=False
+    for batch in parquet.iter_batches(
+        batch_size=batch_size, columns=[id_column, text_column], use_threads=False
     ):
         if batch.num_rows == 0:
             continue
