@@ -308,6 +308,7 @@ def test_compaction_leaves_the_rows_and_few_files(tmp_path, small_shards, polici
     from batch.output.table import LabelTable
 
     monkeypatch.setattr(stream, "COMMIT_GAP_SECONDS", 0.0)  # a commit per answer: many files
+    monkeypatch.setattr(stream, "MAX_COMMIT_GAP_SECONDS", 0.0)
     run([small_shards], policies, tmp_path / "out", answering(), chunk_size=1, batch_size=2)
     table = LabelTable(tmp_path / "out")
     before = read_output(tmp_path / "out").sort_by([("source_file", "ascending")])

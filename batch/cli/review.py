@@ -63,11 +63,17 @@ def export_command(
     review_format(output)  # a wrong extension fails before any work
     chosen = [Selection.parse(text, limit) for text in select]
     rows = select_for_review(labels, chosen, policies, threshold, against, against_version, seed)
-    rows = with_texts(rows, text_column)
+    rows, changed = with_texts(rows, text_column)
     write_review(rows, output)
     counts = rows.group_by("reason").len().sort("reason").iter_rows()
     summary = ", ".join(f"{reason} {count}" for reason, count in counts) or "none"
     click.echo(f"{len(rows)} rows to review written to {output} ({summary})", err=True)
+    if changed:
+        click.echo(
+            f"{changed} rows left out: their source text changed since they were labelled "
+            "(relabel them, then export again)",
+            err=True,
+        )
 
 
 @review.command("import")

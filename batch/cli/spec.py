@@ -23,6 +23,17 @@ def _flag(option: click.Option, key: str, value: Any, where: str) -> list[str]:
     return [name if value else max(option.secondary_opts, key=len)]
 
 
+def _json(value: Any, where: str) -> str:
+    """An engine argument as JSON; TOML has values JSON has not (dates, times): refused."""
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        raise JobSpecError(
+            f"{where}: a TOML {type(value).__name__} is not a value an engine argument can "
+            "take (strings, numbers, booleans, arrays and tables are)"
+        ) from None
+
+
 def to_arguments(spec: dict[str, Any], command: click.Command, where: str) -> list[str]:
     """The command-line arguments that a spec stands for, checked against ``command``."""
     options = {
@@ -45,7 +56,8 @@ def to_arguments(spec: dict[str, Any], command: click.Command, where: str) -> li
         if name == "engine_args":
             if not isinstance(value, dict):
                 raise JobSpecError(f"{where}: engine_args must be a table")
-            args += [x for k, v in value.items() for x in ("--engine-arg", f"{k}={json.dumps(v)}")]
+            for k, v in value.items():
+                args += ["--engine-arg", f"{k}={_json(v, f'{where}: engine_args.{k}')}"]
             continue
         if option.is_flag:
             args += _flag(option, key, value, where)

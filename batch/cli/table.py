@@ -8,6 +8,7 @@ import click
 
 from batch.cli.base import cli
 from batch.cli.options import Finite
+from batch.job.options import MAX_VACUUM_HOURS
 
 
 @cli.command()
@@ -28,11 +29,11 @@ from batch.cli.options import Finite
 @click.option(
     "--vacuum",
     "vacuum_hours",
-    type=Finite(0),
+    type=Finite(0, MAX_VACUUM_HOURS),
     default=None,
     metavar="HOURS",
     help="Then delete data files that no table version younger than HOURS needs (time "
-    "travel to older versions ends there).",
+    "travel to older versions ends there; a fraction of an hour is rounded up).",
 )
 def compact(output: str, target_rows: int, cluster: bool, vacuum_hours: float | None) -> None:
     """Rewrite the table's small files into large ones; optionally vacuum old versions."""

@@ -12,6 +12,7 @@ from batch.flow.decide import Candidate, Decision
 from batch.flow.parse import Verdict
 from batch.flow.prompts import JobPrompts
 from batch.flow.score import verdict_score
+from batch.flow.sources import as_text
 from batch.flow.todo import ChunkTask
 from batch.output.schema import DECIDED_BY, OK, ORIGIN_PLANNER, ORIGIN_PREFILTER
 
@@ -48,7 +49,7 @@ def task_columns(
     source, policy = task.chunk.source, task.policy
     return {
         "source_file": source.source_file,
-        "source_path": source.path,
+        "source_path": as_text(source.path),
         "source_fingerprint": source.fingerprint,
         "policy_id": policy.id,
         "policy_version": policy.version,

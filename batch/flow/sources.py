@@ -15,6 +15,7 @@ from __future__ import annotations
 import fnmatch
 import glob
 import hashlib
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from batch.errors import InputError, UsageError
 from batch.output.index import FileRecord, Index
 
 PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
+log = logging.getLogger(__name__)
 _HASH_BLOCK = 1 << 22
 
 
@@ -40,6 +42,17 @@ class InputFile:
     def __post_init__(self) -> None:
         if not self.source_file:
             object.__setattr__(self, "source_file", self.path)
+
+
+def as_text(path: str) -> str:
+    """A path as valid UTF-8 text, so the table, the index and the manifest can hold it: bytes
+    of a name that are not UTF-8 (a file from another system) become ``\\xNN`` escapes.
+    Files are still opened by their real path."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(path).decode("utf-8", "backslashreplace")
+    return path
 
 
 def _hidden(name: str) -> bool:
@@ -149,7 +162,7 @@ def resolve_sources(specs: list[str], source_root: str | None = None) -> list[tu
         base = os.path.abspath(source_root or root)
         for match in matches:
             path = os.path.abspath(match)
-            identity = os.path.relpath(path, base)
+            identity = as_text(os.path.relpath(path, base))
             if identity.startswith(".."):
                 raise UsageError(f"{path}: not under --source-root {source_root}")
             found.setdefault(path, identity)
@@ -196,9 +209,23 @@ def fingerprinted(path: str, source_file: str, num_rows: int) -> InputFile:
 
 
 def remember(inputs: list[InputFile], index: Index) -> None:
-    """Record each file's fingerprint with the size and time it was taken at."""
+    """Record each file's fingerprint with the size and time it was taken at; warn when a
+    source identity the index knows is reached at another path (two day folders given one
+    after the other without ``--source-root``: each file would take over the other's
+    labels as if it had changed)."""
+    for source in inputs:
+        known = index.file(source.source_file)
+        moved = known is not None and known.path != as_text(source.path)
+        if moved and known.sha256 != source.fingerprint:  # same bytes: the same file, elsewhere
+            log.warning(
+                "%s is source %r, which earlier runs read at %s: if these are different "
+                "files, give --source-root (a folder above both) so each keeps its labels",
+                as_text(source.path),
+                source.source_file,
+                known.path,
+            )
     index.record_files(
-        FileRecord(f.source_file, f.path, f.size, f.mtime_ns, f.fingerprint, f.num_rows)
+        FileRecord(f.source_file, as_text(f.path), f.size, f.mtime_ns, f.fingerprint, f.num_rows)
         for f in inputs
         if f.size
     )

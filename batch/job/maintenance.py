@@ -3,6 +3,7 @@ vacuumed) and ``migrate`` (an output folder of the old chunk-file layout into a 
 
 from __future__ import annotations
 
+import math
 import shutil
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import polars as pl
 import pyarrow as pa
 
 from batch.errors import UsageError
+from batch.job.options import MAX_VACUUM_HOURS
 from batch.output.labels import require_table
 from batch.output.locks import commit_lock
 from batch.output.schema import OUTPUT_SCHEMA
@@ -18,6 +20,14 @@ from batch.output.table import LabelTable
 
 DEFAULT_TARGET_ROWS = 1_000_000
 LEGACY_DIR = "_legacy"
+
+
+def vacuum_retention(hours: float) -> int:
+    """delta-rs keeps whole hours: a fraction is rounded up, so time travel the user asked to
+    keep (``--vacuum 0.5``: 30 minutes) is never cut short."""
+    if not 0 <= hours <= MAX_VACUUM_HOURS:
+        raise UsageError(f"--vacuum must be from 0 to {MAX_VACUUM_HOURS} hours, not {hours}")
+    return math.ceil(hours)
 
 
 def compact(
@@ -49,12 +59,12 @@ def compact(
             "files_removed": metrics.get("numFilesRemoved"),
         }
         if vacuum_hours is not None:
+            kept = vacuum_retention(vacuum_hours)
             removed = table.open().vacuum(
-                retention_hours=int(vacuum_hours),
-                dry_run=False,
-                enforce_retention_duration=False,
+                retention_hours=kept, dry_run=False, enforce_retention_duration=False
             )
             report["vacuumed_files"] = len(removed)
+            report["vacuum_kept_hours"] = kept
     report["version"] = table.version()
     return report
 

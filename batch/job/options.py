@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from batch.engine.base import SamplingSettings
 
+MAX_VACUUM_HOURS = 24 * 366 * 100  # a century: more is a typo, and overflows delta-rs
+
 
 @dataclass(frozen=True, kw_only=True)
 class InputOptions:

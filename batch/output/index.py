@@ -5,18 +5,22 @@ SQLite at ``OUT/_index/index.sqlite`` (standard library, on disk, updated in pla
 - ``files``: per source file (its identity), the size, modification time, sha256 and row count
   last seen, so an unchanged file is known without reading it;
 - ``progress``: per (source file, policy), that the table holds rows for it, and whether every
-  row holds a final label under a given work key and file sha256 (then the file is skipped);
-- the label store's tables (``store``): earlier ``ok`` model labels by (work key, content).
+  row holds a final label under a given work key and file sha256 (then the file is skipped),
+  with the table history the mark was made in (``Mark``, ``output.history``);
+- the label store's ids for work keys and source files (its pointers are in
+  ``pointers.bin`` beside it, ``output.pointers``).
 
-It is derived data, written just after each table commit under the same lock. Losing it, or a
-kill between a commit and its index update, costs model work, never correctness: every table
-write is an upsert.
+It is derived data, written just after each table commit. Losing it, damaging it (a damaged
+index is set aside and rebuilt from the table), or a kill between a commit and its index
+update, costs model work, never correctness: every table write is an upsert.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,6 +29,7 @@ from pathlib import Path
 from batch.output.failures import writing
 
 INDEX_DIR = "_index"
+log = logging.getLogger(__name__)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
     source_file TEXT PRIMARY KEY, path TEXT, size INTEGER, mtime_ns INTEGER,
@@ -79,7 +84,25 @@ class Index:
     def __init__(self, output: str | Path) -> None:
         path = self.path = index_path(output)
         with writing(path, "the index"):
-            self._connect(path)
+            try:
+                self._connect(path)
+            except sqlite3.DatabaseError as exc:  # not a database, or a damaged one
+                if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+                    raise
+                self._set_aside(path, exc)
+                self._connect(path)
+
+    def _set_aside(self, path: Path, exc: Exception) -> None:
+        """A damaged index is derived data: keep it aside for a look, start a new one (the
+        table refills it, one scan)."""
+        with contextlib.suppress(Exception):
+            self.db.close()
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        for name in (path.name, path.name + "-wal", path.name + "-shm"):
+            damaged = path.with_name(name)
+            if damaged.exists():
+                damaged.rename(path.with_name(f"{name}.damaged-{stamp}"))
+        log.warning("%s was damaged (%s): set aside, rebuilding it from the table", path, exc)
 
     def _connect(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -91,6 +114,9 @@ class Index:
         with contextlib.suppress(sqlite3.OperationalError):
             self.db.execute("PRAGMA journal_mode = WAL")
         self.db.execute("PRAGMA synchronous = NORMAL")
+        check = self.db.execute("PRAGMA quick_check").fetchone()  # small: pointers are apart
+        if check is None or check[0] != "ok":
+            raise sqlite3.DatabaseError(f"quick_check: {check[0] if check else 'no answer'}")
         self.db.executescript(_SCHEMA)
         columns = {row[1] for row in self.db.execute("PRAGMA table_info(progress)")}
         for column in ("seen", "epoch"):  # an index made before marks named their history

@@ -11,14 +11,12 @@ under names starting with ``_``, which Delta readers and ``vacuum`` leave alone.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-from batch.errors import UsageError
 from batch.output.failures import writing
 from batch.output.history import TOOL
 from batch.output.locks import commit_lock
@@ -29,6 +27,7 @@ from batch.output.predicates import (
     row_ranges,
     sql_list,
 )
+from batch.output.readable import TableError, reading, rewriting
 from batch.output.schema import OUTPUT_SCHEMA
 
 KEY = ("policy_id", "source_file", "source_row")
@@ -39,10 +38,6 @@ TABLE_CONFIGURATION = {
     "delta.checkpointInterval": "50",
     "delta.logRetentionDuration": "interval 30 days",
 }
-
-
-class TableError(UsageError):
-    """An output folder that is not a usable label table; the message says what to do."""
 
 
 def _properties(metadata: dict[str, Any]):
@@ -158,10 +153,18 @@ class LabelTable:
             wanted = wanted & ranges_filter(rows)
         else:
             wanted = wanted & pl.col("source_file").is_in(list(source_files))
-        with reading(self.output):
-            table = self.open(version)
-            frame = pl.scan_delta(table).filter(wanted).select(list(columns)).collect()
-        return frame.to_arrow()
+        for attempt in range(2):
+            try:
+                with reading(self.output, version):
+                    table = self.open(version)
+                    frame = pl.scan_delta(table).filter(wanted).select(list(columns)).collect()
+                return frame.to_arrow()
+            except TableError:
+                # A compaction with ``vacuum 0`` may have removed the files of the version just
+                # opened: the next version holds the same rows in new files. Once.
+                if attempt or version is not None:
+                    raise
+        raise AssertionError("unreachable")
 
     def upsert(self, rows: pa.Table, metadata: dict[str, Any]) -> int:
         """Insert ``rows``, replacing the current row of every key they hold; one commit.
@@ -244,40 +247,3 @@ class LabelTable:
         if not self.exists():
             return pl.from_arrow(OUTPUT_SCHEMA.empty_table()).lazy()
         return pl.scan_delta(self.open(version))
-
-
-@contextmanager
-def reading(output: str | Path) -> Iterator[None]:
-    """Turn a data file polars cannot read (an error, or a Rust panic, which is not an
-    Exception) into a :class:`TableError` that names the output and the cure."""
-    import polars as pl
-
-    try:
-        yield
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except BaseException as exc:
-        panic = type(exc).__name__ == "PanicException"  # pyo3_runtime.PanicException
-        if not panic and not isinstance(exc, pl.exceptions.PolarsError | OSError):
-            raise
-        raise _unreadable(output, exc) from exc
-
-
-@contextmanager
-def rewriting(output: str | Path) -> Iterator[None]:
-    """The same for a data file delta-rs cannot read while it rewrites (a MERGE, a DELETE):
-    its error says "Parquet error"; every other failure is the write's own."""
-    try:
-        yield
-    except Exception as exc:
-        if type(exc).__name__ == "DeltaError" and "Parquet error" in str(exc):
-            raise _unreadable(output, exc) from exc
-        raise
-
-
-def _unreadable(output: str | Path, exc: BaseException) -> TableError:
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return TableError(
-        f"{output}: a data file cannot be read ({type(exc).__name__}: {first}); "
-        "restore it from a backup"
-    )

@@ -67,7 +67,7 @@ def load_label_set(
         else:
             frame = frame.filter(pl.col(key) == value)
     outcome = pl.when(pl.col("status") == "ok").then(pl.col("label")).otherwise(pl.col("status"))
-    with reading(output):
+    with reading(output, version):
         return (
             latest_per(frame, [*MATCH_KEYS[on], "policy_id"])
             .with_columns(outcome=outcome)

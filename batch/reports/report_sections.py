@@ -26,11 +26,15 @@ def _fmt(value: Any, spec: str = ",") -> str:
 
 
 def pct(rate: float | None, interval: Sequence[float] | None = None) -> str:
+    """A rate as a percentage (with its interval); anything else as escaped text."""
     if rate is None:
         return "–"
-    text = f"{rate:.2%}"
+    text = _fmt(rate, ".2%")
     if interval:
-        text += f" <small>[{interval[0]:.2%}, {interval[1]:.2%}]</small>"
+        try:
+            text += f" <small>[{interval[0]:.2%}, {interval[1]:.2%}]</small>"
+        except (TypeError, ValueError, IndexError, KeyError):
+            text += f" <small>{escape(str(interval))}</small>"
     return text
 
 

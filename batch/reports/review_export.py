@@ -10,7 +10,9 @@ Each mode picks rows of the table's current version (one label per source row an
 - ``sample``: a seeded random sample, for quality control.
 
 A row picked by several modes is written once, with every reason. The text is read back from
-the source file; the decision columns are left blank for the reviewer.
+the source file, and a row whose source text changed since it was labelled is left out (the
+reviewer would judge other text than the model did); the decision columns are left blank for
+the reviewer.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 import polars as pl
 
 from batch.errors import UsageError
+from batch.flow.plan import content_sha256
 from batch.flow.read import read_texts
 from batch.output.labels import require_table, scan_labels
 from batch.output.schema import RETRYABLE
@@ -30,7 +33,8 @@ from batch.output.table import reading
 MODES = ("uncertain", "disputed", "failed", "prefilter-audit", "sample")
 COLUMNS = [
     "id", "policy_id", "policy_version", "policy_sha256", "label", "score", "status",
-    "rationale", "source_file", "source_row", "source_path", "run_id", "reason",
+    "rationale", "source_file", "source_row", "source_path", "run_id", "content_sha256",
+    "reason",
 ]  # fmt: skip
 DECISION_COLUMNS = ["decision", "reviewer", "reviewed_at", "notes"]
 
@@ -137,13 +141,22 @@ def select_for_review(
     )
 
 
-def with_texts(rows: pl.DataFrame, text_column: str) -> pl.DataFrame:
-    """The rows with their text read back from the source (null where it is gone)."""
+def with_texts(rows: pl.DataFrame, text_column: str) -> tuple[pl.DataFrame, int]:
+    """The rows with their text read back from the source, and how many were left out
+    because that text is not the one labelled any more (its hash differs from the label's
+    ``content_sha256``): a reviewer must judge the text the model judged. A row whose source
+    is gone keeps a null text."""
     texts: dict[tuple[str, int], str] = {}
     for (path,), group in rows.group_by(["source_path"], maintain_order=True):
         found = read_texts(path, group["source_row"].to_list(), text_column) or {}
         texts.update({(path, row): text for row, text in found.items()})
-    column = [
-        texts.get((p, r)) for p, r in zip(rows["source_path"], rows["source_row"], strict=True)
-    ]
-    return rows.with_columns(pl.Series("text", column, dtype=pl.String))
+    column, changed = [], []
+    for path, row, digest in zip(
+        rows["source_path"], rows["source_row"], rows["content_sha256"], strict=True
+    ):
+        text = texts.get((path, row))
+        column.append(text)
+        changed.append(text is not None and content_sha256(text) != digest)
+    with_text = rows.with_columns(pl.Series("text", column, dtype=pl.String))
+    kept = with_text.filter(~pl.Series(changed, dtype=pl.Boolean))
+    return kept.drop("content_sha256"), len(rows) - len(kept)

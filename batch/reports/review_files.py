@@ -18,7 +18,7 @@ import polars as pl
 from batch.errors import UsageError
 from batch.output.write import write_text_atomic
 
-READ_COLUMNS = ("id", "policy_id", "decision", "reviewer", "reviewed_at", "text")
+READ_COLUMNS = ("id", "policy_id", "policy_version", "decision", "reviewer", "reviewed_at", "text")
 FORMATS = {".parquet": "parquet", ".csv": "csv", ".json": "label-studio"}
 VIOLATES, DOES_NOT = "violates", "does not violate"
 LABEL_CONFIG = f"""<View>
@@ -31,6 +31,20 @@ LABEL_CONFIG = f"""<View>
   </Choices>
 </View>
 """
+
+
+# A spreadsheet evaluates a cell that starts with one of these (CSV injection: a text
+# "=HYPERLINK(...)" or an id "@SUM(A1)"); such cells, and those starting with the quote used
+# to neutralise them, are written behind a leading "'", which reading the file back removes.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
+
+
+def _cell(value: str) -> str:
+    return "'" + value if value.startswith(_FORMULA_STARTS) else value
+
+
+def _uncell(value: str | None) -> str | None:
+    return value[1:] if value is not None and value.startswith("'") else value
 
 
 def review_format(path: str | Path) -> str:
@@ -67,25 +81,49 @@ def write_review(rows: pl.DataFrame, path: str | Path, model: str = "safeguard-b
     if kind == "parquet":
         rows.write_parquet(path)
     elif kind == "csv":
-        rows.write_csv(path)
+        rows.with_columns(pl.col(pl.String).map_elements(_cell, return_dtype=pl.String)).write_csv(
+            path
+        )
     else:
         tasks = [_task(row, model) for row in rows.to_dicts()]
         write_text_atomic(path, json.dumps(tasks, indent=1, ensure_ascii=False) + "\n")
         write_text_atomic(Path(path).with_suffix(".label_config.xml"), LABEL_CONFIG)
 
 
+def _listed(value: Any, what: str, where: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise UsageError(f"{where}: {what} must be a list, not {type(value).__name__}")
+    return value
+
+
+def _choices(result: Any, where: str) -> list[str]:
+    """The choices of one annotation result, if it is the 'decision' one."""
+    if not isinstance(result, dict):
+        raise UsageError(f"{where}: an annotation result must be an object, not {result!r}")
+    if result.get("from_name") != "decision":
+        return []
+    value = result.get("value") or {}
+    if not isinstance(value, dict):
+        raise UsageError(f"{where}: a result's value must be an object, not {value!r}")
+    choices = _listed(value.get("choices"), "a result's choices", where)
+    if not all(isinstance(choice, str) for choice in choices):
+        raise UsageError(f"{where}: choices must be strings, found {choices}")
+    return choices
+
+
 def _annotation(task: dict[str, Any], where: str) -> dict[str, Any] | None:
     """The last annotation of a task that was not cancelled, as decision columns."""
-    done = [a for a in task.get("annotations") or [] if not a.get("was_cancelled")]
+    annotations = _listed(task.get("annotations"), "annotations", where)
+    if not all(isinstance(a, dict) for a in annotations):
+        raise UsageError(f"{where}: every annotation must be an object")
+    done = [a for a in annotations if not a.get("was_cancelled")]
     if not done:
         return None
     last = done[-1]
-    choices = [
-        choice
-        for result in last.get("result") or []
-        if result.get("from_name") == "decision"
-        for choice in (result.get("value") or {}).get("choices") or []
-    ]
+    results = _listed(last.get("result"), "an annotation's result", where)
+    choices = [choice for result in results for choice in _choices(result, where)]
     if len(choices) != 1:
         raise UsageError(f"{where}: expected one 'decision' choice, found {choices}")
     who = last.get("completed_by")
@@ -113,9 +151,10 @@ def _from_label_studio(path: Path) -> pl.DataFrame:
             raise UsageError(f"{where}: its data has no 'id' and 'policy_id'")
         decided = _annotation(task, where) or {"decision": None, "reviewer": None,
                                                 "reviewed_at": None}  # fmt: skip
-        text = data.get("text")
+        text, version = data.get("text"), data.get("policy_version")
         rows.append({"id": str(data["id"]), "policy_id": str(data["policy_id"]), **decided,
-                     "text": text if isinstance(text, str) else None})  # fmt: skip
+                     "text": text if isinstance(text, str) else None,
+                     "policy_version": None if version is None else str(version)})  # fmt: skip
     schema = {c: pl.String for c in READ_COLUMNS}
     return pl.DataFrame(rows, schema=schema)
 
@@ -135,7 +174,10 @@ def read_decisions(path: str | Path) -> pl.DataFrame:
     missing = [c for c in ("id", "policy_id", "decision") if c not in frame.columns]
     if missing:
         raise UsageError(f"{path}: no column {', '.join(missing)}")
-    for column in ("reviewer", "reviewed_at", "text"):
+    for column in ("reviewer", "reviewed_at", "text", "policy_version"):
         if column not in frame.columns:
             frame = frame.with_columns(pl.lit(None, pl.String).alias(column))
-    return frame.select([pl.col(c).cast(pl.String) for c in READ_COLUMNS])
+    frame = frame.select([pl.col(c).cast(pl.String) for c in READ_COLUMNS])
+    if kind == "csv":  # what writing neutralised for spreadsheets
+        frame = frame.with_columns(pl.all().map_elements(_uncell, return_dtype=pl.String))
+    return frame

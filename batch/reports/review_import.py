@@ -37,26 +37,50 @@ def decision_value(raw: str | None, where: str) -> int | None:
     )
 
 
-def _known(output: str | Path) -> pl.DataFrame:
+def _known(output: str | Path) -> dict[tuple[str, str], set[str]]:
+    """(id, policy id) -> the policy versions of its current labels."""
     with reading(output):
-        return require_table(output).scan().select("id", "policy_id").unique().collect()
+        pairs = (
+            require_table(output)
+            .scan()
+            .select("id", "policy_id", "policy_version")
+            .unique()
+            .collect()
+        )
+    known: dict[tuple[str, str], set[str]] = {}
+    for item, policy, version in pairs.iter_rows():
+        known.setdefault((item, policy), set()).add(version)
+    return known
+
+
+def _check_known(row: dict[str, Any], known: dict, labels: str | Path, where: str) -> None:
+    """The decision is about a label the table holds: its (id, policy), its policy version."""
+    versions = known.get((row["id"], row["policy_id"]))
+    if versions is None:
+        if not any(policy == row["policy_id"] for _, policy in known):
+            raise UsageError(f"{where}: policy {row['policy_id']!r} has no labels in {labels}")
+        raise UsageError(
+            f"{where}: id {row['id']!r} has no label under policy {row['policy_id']!r} in {labels}"
+        )
+    version = row.get("policy_version")
+    if version is not None and version not in versions:
+        raise UsageError(
+            f"{where}: reviewed under policy {row['policy_id']!r} version {version}, but its "
+            f"label in {labels} is for version {', '.join(sorted(versions))}; export it again"
+        )
 
 
 def validated_decisions(path: str | Path, labels: str | Path) -> tuple[pl.DataFrame, int]:
-    """The decided rows (``value`` 0/1) and how many were left blank; unknown ids or policies,
-    bad values and contradicting decisions are errors naming the row (1-based, header 0)."""
+    """The decided rows (``value`` 0/1) and how many were left blank; unknown (id, policy)
+    pairs, another policy version, bad values and contradicting decisions are errors naming
+    the row (1-based, header 0)."""
     decisions = read_decisions(path)
     known = _known(labels)
-    ids = set(known["id"].to_list())
-    policies = set(known["policy_id"].to_list())
     values: list[int | None] = []
     seen: dict[tuple[str, str], tuple[int, int]] = {}
     for number, row in enumerate(decisions.iter_rows(named=True), 1):
         where = f"{path}: row {number}"
-        if row["policy_id"] not in policies:
-            raise UsageError(f"{where}: policy {row['policy_id']!r} has no labels in {labels}")
-        if row["id"] not in ids:
-            raise UsageError(f"{where}: id {row['id']!r} is not in {labels}")
+        _check_known(row, known, labels, where)
         value = decision_value(row["decision"], where)
         key = (row["id"], row["policy_id"])
         if value is not None and key in seen and seen[key][1] != value:
@@ -87,17 +111,36 @@ def gold_table(decided: pl.DataFrame) -> pl.DataFrame:
     return gold
 
 
+_TOML_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n",
+                 "\f": "\\f", "\r": "\\r"}  # fmt: skip
+
+
+def toml_string(text: str) -> str:
+    """A TOML basic string: control characters (DEL too) escaped, a lone surrogate (which no
+    TOML string can hold) replaced by U+FFFD."""
+    out = ['"']
+    for char in text:
+        code = ord(char)
+        if char in _TOML_ESCAPES:
+            out.append(_TOML_ESCAPES[char])
+        elif code < 0x20 or code == 0x7F:
+            out.append(f"\\u{code:04X}")
+        elif 0xD800 <= code <= 0xDFFF:
+            out.append("\ufffd")
+        else:
+            out.append(char)
+    out.append('"')
+    return "".join(out)
+
+
 def policy_tests(decided: pl.DataFrame, policy_id: str) -> str:
     """Decisions for one policy as ``[[tests]]`` cases (TOML), to paste into its front matter."""
-    import json
-
     blocks = []
     for row in decided.filter(pl.col("policy_id") == policy_id).iter_rows(named=True):
         text = row["text"]
         if text is None:
             continue
-        blocks.append(f"[[tests]]\ntext = {json.dumps(text, ensure_ascii=False)}\n"
-                      f"expected = {row['value']}\n")  # fmt: skip
+        blocks.append(f"[[tests]]\ntext = {toml_string(text)}\nexpected = {row['value']}\n")
     return "\n".join(blocks)
 
 
