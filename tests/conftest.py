@@ -39,7 +39,8 @@ def policies(spam_policy_path, harassment_policy_path):
 
 def write_parquet(path: Path, columns: dict) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.table(columns), path)
+    with open(path, "wb") as handle:  # any name the OS allows, UTF-8 or not
+        pq.write_table(pa.table(columns), handle)
     return path
 
 

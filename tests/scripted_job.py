@@ -41,6 +41,24 @@ class SlowFactory:
         return SlowEngine(self.delay)
 
 
+def die_after(commits: int) -> None:
+    """Exit at once, without cleanup, after ``commits`` upserts of labels."""
+    import os
+
+    from batch.output.table import LabelTable
+
+    upsert, done = LabelTable.upsert, [0]
+
+    def counted(table, rows, metadata):
+        version = upsert(table, rows, metadata)
+        done[0] += 1
+        if done[0] >= commits:
+            os._exit(137)
+        return version
+
+    LabelTable.upsert = counted
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("input")
@@ -50,12 +68,19 @@ def main() -> None:
     # Commits as often as answers come (about one per engine step), so a kill can land
     # between any two of them.
     parser.add_argument("--commit-gap", type=float, default=0.01)
+    # Die (as SIGKILL would: no cleanup) right after the Nth commit of labels.
+    parser.add_argument("--die-after-commits", type=int, default=None)
+    parser.add_argument("--retry-failed", action="store_true")
+    parser.add_argument("--force", action="store_true")
     args = parser.parse_args()
     import batch.flow.stream as stream
 
     stream.COMMIT_GAP_SECONDS = stream.MAX_COMMIT_GAP_SECONDS = args.commit_gap
+    if args.die_after_commits is not None:
+        die_after(args.die_after_commits)
     policies = load_policies([conftest.POLICIES / "spam.md", conftest.POLICIES / "harassment.md"])
-    config = make_config([args.input], policies, Path(args.output), chunk_size=3, batch_size=6)
+    config = make_config([args.input], policies, Path(args.output), chunk_size=3, batch_size=6,
+                         retry_failed=args.retry_failed, force=args.force)  # fmt: skip
     if args.runner == "ray":
         import ray
 

@@ -158,7 +158,10 @@ def test_label_studio_round_trip(labelled, tmp_path):
 @pytest.mark.parametrize(
     ("row", "message"),
     [
-        ({"id": "nope", "policy_id": "spam", "decision": "1"}, "row 2: id 'nope' has no label under policy 'spam'"),
+        (
+            {"id": "nope", "policy_id": "spam", "decision": "1"},
+            "row 2: id 'nope' has no label under policy 'spam'",
+        ),
         ({"id": "m01", "policy_id": "spam", "decision": "maybe"}, "row 2: decision 'maybe'"),
         ({"id": "m01", "policy_id": "other", "decision": "1"}, "row 2: policy 'other'"),
         ({"id": "m00", "policy_id": "spam", "decision": "0"}, "row 2: contradicts row 1"),

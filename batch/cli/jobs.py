@@ -9,8 +9,17 @@ from typing import Any
 import click
 
 from batch.cli.base import cli, command_line, to_stderr
-from batch.cli.options import LABEL_OPTIONS, input_options, options
+from batch.cli.engine_options import ENGINE_OPTIONS
+from batch.cli.options import (
+    PREFILTER_OPTIONS,
+    RUN_OPTIONS,
+    SCALE_OUT_OPTIONS,
+    input_options,
+    options,
+)
 from batch.cli.report import REPORT_OPTION, write_page
+
+LABEL_OPTIONS = [*ENGINE_OPTIONS, *RUN_OPTIONS, *PREFILTER_OPTIONS, *SCALE_OUT_OPTIONS]
 
 INPUT_HELP = "Parquet file, directory or glob; repeatable."
 

@@ -72,6 +72,12 @@ def input_options(input_help: str) -> list[Callable[[Any], Any]]:
             show_default=True,
             help="fail: stop before any work if an input is unreadable; skip: record it and go on.",
         ),
+        click.option(
+            "--rehash",
+            is_flag=True,
+            help="Hash every input's bytes instead of trusting an unchanged size and "
+            "modification time (an in-place edit that kept both is found this way).",
+        ),
     ]
 
 
@@ -86,58 +92,6 @@ ID_COLUMN_OPTION = click.option("--id-column", default="id", show_default=True)
 JSON_OPTION = click.option(
     "--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Also write JSON."
 )
-VOCAB_OPTION = click.option(
-    "--vocab-dir",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Folder holding o200k_base.tiktoken (else $TIKTOKEN_ENCODINGS_BASE).",
-)
-EFFORT_OPTION = click.option(
-    "--reasoning-effort",
-    type=click.Choice(["low", "medium", "high"]),
-    default="low",
-    show_default=True,
-    help="Harmony system reasoning effort; low is fastest (the prompt hash depends on it).",
-)
-
-
-# Model, generation and engine options: the same for label, relabel and policy test.
-ENGINE_OPTIONS = [
-    click.option("--model", required=True, help="Local model directory (no hub downloads)."),
-    EFFORT_OPTION,
-    click.option("--temperature", type=Finite(0.0, 100.0), default=1.0, show_default=True),
-    click.option("--top-p", type=Finite(0.0, 1.0, min_open=True), default=1.0, show_default=True),
-    click.option(
-        "--max-tokens",
-        type=click.IntRange(1, INT32_MAX),
-        default=1024,
-        show_default=True,
-        help="Completion budget; a truncated analysis never reaches a verdict.",
-    ),
-    click.option("--tensor-parallel-size", type=click.IntRange(1), default=1, show_default=True),
-    click.option(
-        "--gpu-memory-utilization",
-        type=Finite(0.05, 1.0),
-        default=0.90,
-        show_default=True,
-    ),
-    click.option(
-        "--max-model-len",
-        type=click.IntRange(1, INT32_MAX),
-        default=None,
-        help="Context length; longer prompts get status too_long. Default: the model's.",
-    ),
-    click.option(
-        "--engine-arg",
-        "engine_args",
-        multiple=True,
-        metavar="KEY=VALUE",
-        help="Any other vllm.LLM argument (VALUE parsed as JSON if it can be); repeatable.",
-    ),
-    VOCAB_OPTION,
-    click.option("-v", "--verbose", is_flag=True, help="Show vLLM's own log messages."),
-]
-
 # How a run goes about its work: batching, resume and retry, reuse, sampling.
 RUN_OPTIONS = [
     click.option(
@@ -295,5 +249,3 @@ SCALE_OUT_OPTIONS = [
         "start a local Ray instance.",
     ),
 ]
-
-LABEL_OPTIONS = [*ENGINE_OPTIONS, *RUN_OPTIONS, *PREFILTER_OPTIONS, *SCALE_OUT_OPTIONS]

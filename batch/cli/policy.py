@@ -9,7 +9,8 @@ from typing import Any
 import click
 
 from batch.cli.base import cli, write_json
-from batch.cli.options import ENGINE_OPTIONS, JSON_OPTION, VOCAB_OPTION, options
+from batch.cli.engine_options import ENGINE_OPTIONS, VOCAB_OPTION
+from batch.cli.options import JSON_OPTION, options
 from batch.errors import EXIT_CHECK_FAILED
 
 

@@ -56,6 +56,11 @@ class Labeller:
         self.store = LabelStore(self.index, self.table)
         self.had_rows = had_rows
 
+    def close(self) -> None:
+        """Close the index (its write-ahead log folded in) and the label store's file."""
+        self.store.pointers.close()
+        self.index.close()
+
     def _had_rows(self, source_file: str, policy_id: str) -> bool:
         if self.had_rows is None:
             return self.index.progress(source_file, policy_id) is not None

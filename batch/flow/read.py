@@ -4,7 +4,9 @@ their record batches, and read a row's text back for reports."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -20,6 +22,14 @@ from batch.output.index import Index
 
 __all__ = ["InputError", "InputFile", "resolve_inputs"]
 READ_BUFFER = 1 << 20  # bytes read from a file at a time
+
+
+@contextmanager
+def parquet_file(path: str, **options: Any) -> Iterator[pq.ParquetFile]:
+    """A Parquet file opened by Python: any name the OS allows works (pyarrow's own opening
+    wants UTF-8 names, and a file from another system may not have one)."""
+    with open(path, "rb") as handle:
+        yield pq.ParquetFile(handle, **options)
 
 
 def is_text_type(arrow_type: pa.DataType) -> bool:
@@ -50,9 +60,9 @@ def inspect_input(
     if known is not None:
         return known
     try:
-        parquet = pq.ParquetFile(path)
-        schema = parquet.schema_arrow
-        num_rows = parquet.metadata.num_rows
+        with parquet_file(path) as parquet:
+            schema = parquet.schema_arrow
+            num_rows = parquet.metadata.num_rows
     except (OSError, pa.ArrowException) as exc:
         raise InputError(f"{path}: not a readable Parquet file ({exc})") from exc
     missing = [c for c in (id_column, text_column) if c not in schema.names]
@@ -159,16 +169,16 @@ def iter_batches(
     1M rows in row groups of 100k: 30 MB above a 10k-row file this way, 157 MB through
     ``pyarrow.dataset``).
     """
-    parquet = pq.ParquetFile(source.path, buffer_size=READ_BUFFER, pre_buffer=False)
     start = 0
-    for batch in parquet.iter_batches(
-        batch_size=batch_size, columns=[id_column, text_column], use_threads=False
-    ):
-        if batch.num_rows == 0:
-            continue
-        columns = [_ids_as_strings(batch.column(0)), _texts_as_strings(batch.column(1))]
-        yield start, pa.record_batch(columns, names=["id", "text"])
-        start += batch.num_rows
+    with parquet_file(source.path, buffer_size=READ_BUFFER, pre_buffer=False) as parquet:
+        for batch in parquet.iter_batches(
+            batch_size=batch_size, columns=[id_column, text_column], use_threads=False
+        ):
+            if batch.num_rows == 0:
+                continue
+            columns = [_ids_as_strings(batch.column(0)), _texts_as_strings(batch.column(1))]
+            yield start, pa.record_batch(columns, names=["id", "text"])
+            start += batch.num_rows
 
 
 def read_rows(
@@ -178,21 +188,21 @@ def read_rows(
 
     Lets a worker read one chunk of a large shard without reading what comes before it.
     """
-    parquet = pq.ParquetFile(source.path)
     ids: list[str | None] = []
     texts: list[str | None] = []
     offset = 0
-    for group in range(parquet.metadata.num_row_groups):
-        rows = parquet.metadata.row_group(group).num_rows
-        if offset + rows > start and offset < stop:
-            table = parquet.read_row_group(group, columns=[id_column, text_column])
-            low, high = max(start - offset, 0), min(stop - offset, rows)
-            part = table.slice(low, high - low)
-            ids.extend(_ids_as_strings(part.column(0).combine_chunks()).to_pylist())
-            texts.extend(_texts_as_strings(part.column(1).combine_chunks()).to_pylist())
-        offset += rows
-        if offset >= stop:
-            break
+    with parquet_file(source.path) as parquet:
+        for group in range(parquet.metadata.num_row_groups):
+            rows = parquet.metadata.row_group(group).num_rows
+            if offset + rows > start and offset < stop:
+                table = parquet.read_row_group(group, columns=[id_column, text_column])
+                low, high = max(start - offset, 0), min(stop - offset, rows)
+                part = table.slice(low, high - low)
+                ids.extend(_ids_as_strings(part.column(0).combine_chunks()).to_pylist())
+                texts.extend(_texts_as_strings(part.column(1).combine_chunks()).to_pylist())
+            offset += rows
+            if offset >= stop:
+                break
     return ids, texts
 
 
@@ -203,8 +213,9 @@ def read_texts(path: str, rows: list[int], text_column: str) -> dict[int, str] |
     string are left out.
     """
     try:
-        column = pq.read_table(path, columns=[text_column]).column(0)
-    except (OSError, KeyError, ValueError):
+        with open(path, "rb") as handle:
+            column = pq.read_table(handle, columns=[text_column]).column(0)
+    except (OSError, KeyError, ValueError, pa.ArrowException):
         return None
     texts = {}
     for row in rows:

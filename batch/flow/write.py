@@ -53,6 +53,8 @@ def write_rows(
         "chunks": [f"{c.source.source_file}#{c.index}@{config.chunk_size}" for c in chunks],
     }
     version = table.upsert(rows_to_table(list(rows)), metadata)
+    if table.last_commit is not None:
+        index.committed(*table.last_commit)
     pointers: dict[str, list[tuple[str, str, int]]] = {}
     pairs: dict[tuple[str, str], str] = {}
     for row in rows:

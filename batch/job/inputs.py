@@ -36,7 +36,7 @@ def load_policies_and_inputs(
             options.id_column,
             options.text_column,
             skip_bad=options.on_bad_file == "skip",
-            index=Index.if_exists(options.output),
+            index=None if options.rehash else Index.if_exists(options.output),
         )
     except InputError as exc:
         raise InputError(f"{exc} (pass --on-bad-file skip to go on with the other files)") from exc

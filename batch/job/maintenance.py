@@ -69,10 +69,21 @@ def compact(
     return report
 
 
+def _old_files(folder: Path) -> list[str]:
+    """The old layout's chunk files: still in place, or moved aside by an earlier migrate
+    that was stopped before it wrote the table."""
+    return sorted(
+        str(p)
+        for where in (folder, folder / LEGACY_DIR)
+        for p in where.glob("policy_id=*/part-*.parquet")
+    )
+
+
 def _legacy_rows(folder: Path, source_root: str) -> pl.DataFrame:
     """The old layout's latest row per (source file, row, policy), with relative identities."""
-    files = sorted(str(p) for p in folder.glob("policy_id=*/part-*.parquet"))
-    frame = pl.scan_parquet(files, missing_columns="insert", extra_columns="ignore")
+    files = _old_files(folder)
+    # one scan a file: a column all null in one file (Null) and text in another (String)
+    frame = pl.concat([pl.scan_parquet(f) for f in files], how="diagonal_relaxed")
     root = str(Path(source_root).resolve()).rstrip("/") + "/"
     latest = (
         frame.sort("labelled_at")
@@ -94,17 +105,23 @@ def _legacy_rows(folder: Path, source_root: str) -> pl.DataFrame:
 
 
 def migrate(output: str, source_root: str) -> dict[str, Any]:
-    """Turn an old chunk-file output into a table in place; the old files go to ``_legacy/``."""
+    """Turn an old chunk-file output into a table in place; the old files go to ``_legacy/``
+    first (the table's files would share their folders), then the table is written in one
+    commit, so a migrate stopped anywhere is finished by running it again."""
     folder = Path(output)
     if (folder / "_delta_log").is_dir():
         raise UsageError(f"{output}: is a label table already; nothing to migrate")
-    if not any(folder.glob("policy_id=*/part-*.parquet")):
+    if not _old_files(folder):
         raise UsageError(f"{output}: holds no old chunk files (policy_id=*/part-*.parquet)")
     latest = _legacy_rows(folder, source_root)
     legacy = folder / LEGACY_DIR
     legacy.mkdir(exist_ok=True)
     for partition in folder.glob("policy_id=*"):
-        shutil.move(str(partition), str(legacy / partition.name))
+        target = legacy / partition.name
+        target.mkdir(exist_ok=True)
+        for part in partition.iterdir():  # a folder moved halfway by a stopped migrate too
+            shutil.move(str(part), str(target / part.name))
+        partition.rmdir()
     shutil.rmtree(folder / "_tmp", ignore_errors=True)
     rows = latest.select(OUTPUT_SCHEMA.names).to_arrow().cast(OUTPUT_SCHEMA)
     version = LabelTable(output).append(rows, {"purpose": "migrate", "source_root": source_root})

@@ -25,6 +25,7 @@ class InputOptions:
     id_column: str
     text_column: str
     on_bad_file: str  # "fail" or "skip"
+    rehash: bool = False  # hash every input instead of trusting size and modification time
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from batch.output.failures import writing
+from batch.output.history import Seen
 
 INDEX_DIR = "_index"
 log = logging.getLogger(__name__)
@@ -210,6 +211,14 @@ class Index:
     def set_meta(self, key: str, value: str) -> None:
         with self.transaction():
             self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def committed(self, read: int, made: Seen) -> None:
+        """This tool moved the table from version ``read`` to ``made``: if the index had
+        checked up to ``read``, it has checked up to ``made`` (its own commit is no foreign
+        change), so a later rollback below it is seen. Else the next check scans."""
+        checked = self.meta("checked") or ""
+        if made.version == read + 1 and checked.split(":", 1)[0] == str(read):
+            self.set_meta("checked", made.to_text())
 
     def checked(self) -> str | None:
         """The table state (``history.Seen``) the last run checked the marks against."""

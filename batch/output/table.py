@@ -18,7 +18,7 @@ from typing import Any
 import pyarrow as pa
 
 from batch.output.failures import writing
-from batch.output.history import TOOL
+from batch.output.history import TOOL, Seen, identity
 from batch.output.locks import commit_lock
 from batch.output.predicates import (
     RowRanges,
@@ -72,6 +72,9 @@ class LabelTable:
     def __init__(self, output: str | Path) -> None:
         self.output = str(output)
         self.path = Path(output)
+        # (version read, the commit made) of this object's last upsert: lets the index move
+        # its checked version along this run's own commits
+        self.last_commit: tuple[int, Seen] | None = None
 
     def exists(self) -> bool:
         return (self.path / LOG_DIR).is_dir()
@@ -192,6 +195,7 @@ class LabelTable:
         ):
             for attempt in range(COMMIT_RETRIES):
                 table = self.open()
+                read = table.version()
                 try:
                     table.merge(
                         rows.cast(OUTPUT_SCHEMA),
@@ -200,6 +204,8 @@ class LabelTable:
                         target_alias="t",
                         commit_properties=_properties(metadata),
                     ).when_matched_update_all().when_not_matched_insert_all().execute()
+                    (entry,) = table.history(limit=1)
+                    self.last_commit = (read, Seen(table.version(), identity(entry)))
                     return table.version()
                 except CommitFailedError:  # another writer (compaction, say) got in first
                     if attempt == COMMIT_RETRIES - 1:

@@ -162,9 +162,12 @@ def run_label_job(config: JobConfig, engine: Engine, progress: bool = False) -> 
     worker = (config.worker.get("index", 0), config.worker.get("count", 1))
     with Claims(config.output, recorder.run_id, worker=worker) as claims, bar:
         run = _Run(config, labeller, recorder, claims, sampled, bar)
-        waiting = run.label(None, by_others=False)
-        while waiting:
-            waiting = run.wait_for(waiting)
+        try:
+            waiting = run.label(None, by_others=False)
+            while waiting:
+                waiting = run.wait_for(waiting)
+        finally:
+            labeller.close()
     return recorder.finish()
 
 
