@@ -4,7 +4,7 @@ Commands parse options into the typed options of ``batch.job`` and call one libr
 library failures carry their exit codes (``batch.errors``) and ``base.Group`` reports them.
 """
 
-from batch.cli import policy, prefilter, report, reports, review, table  # noqa: F401
+from batch.cli import model, policy, prefilter, report, reports, review, table  # noqa: F401
 from batch.cli.base import cli
 from batch.cli.jobs import label, relabel
 

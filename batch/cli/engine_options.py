@@ -7,6 +7,8 @@ import click
 
 from batch.cli.options import INT32_MAX, Finite
 
+ENGINES = ("vllm", "openai", "transformers")
+
 VOCAB_OPTION = click.option(
     "--vocab-dir",
     type=click.Path(file_okay=False),
@@ -24,7 +26,40 @@ EFFORT_OPTION = click.option(
 
 # Model, generation and engine options: the same for label, relabel and policy test.
 ENGINE_OPTIONS = [
-    click.option("--model", required=True, help="Local model directory (no hub downloads)."),
+    click.option(
+        "--engine",
+        type=click.Choice(ENGINES),
+        default="vllm",
+        show_default=True,
+        help="vllm: offline vLLM in this process; openai: an OpenAI-compatible server "
+        "(vllm serve, SGLang, llama.cpp, LM Studio, Ollama) at --base-url; transformers: "
+        "Hugging Face Transformers in this process.",
+    ),
+    click.option(
+        "--model",
+        default=None,
+        help="Local model directory (no hub downloads); required but for --engine openai, "
+        "where it is a local copy of the served weights to fingerprint.",
+    ),
+    click.option("--base-url", default=None, help="--engine openai: e.g. http://127.0.0.1:8000/v1"),
+    click.option(
+        "--served-model",
+        default=None,
+        help="--engine openai: the model name the server serves (default: its only one).",
+    ),
+    click.option(
+        "--api-key-env",
+        default=None,
+        metavar="VAR",
+        help="--engine openai: the environment variable that holds the API key (never the key).",
+    ),
+    click.option(
+        "--model-fingerprint",
+        default=None,
+        metavar="SHA",
+        help="--engine openai: the weights' fingerprint, from 'safeguard-batch model fingerprint "
+        "DIR' where the weights are (default: what the server reports of itself).",
+    ),
     EFFORT_OPTION,
     click.option("--temperature", type=Finite(0.0, 100.0), default=1.0, show_default=True),
     click.option("--top-p", type=Finite(0.0, 1.0, min_open=True), default=1.0, show_default=True),

@@ -32,7 +32,7 @@ class InputOptions:
 class EngineOptions:
     """The model, its generation settings and the engine (``label``, ``policy test``)."""
 
-    model: str
+    model: str | None
     reasoning_effort: str
     temperature: float
     top_p: float
@@ -43,6 +43,11 @@ class EngineOptions:
     engine_args: tuple[str, ...]
     vocab_dir: str | None
     verbose: bool
+    engine: str = "vllm"  # vllm, openai, transformers
+    base_url: str | None = None  # --engine openai
+    served_model: str | None = None
+    api_key_env: str | None = None
+    model_fingerprint: str | None = None
 
     @property
     def sampling(self) -> SamplingSettings:
