@@ -263,6 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--harness-rows", type=int, default=20000)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--smoke", action="store_true", help="every phase at tiny sizes (tests)")
+    parser.add_argument("--engine", choices=["vllm", "openai"], default="vllm",
+                        help="openai: the job against a server's limit")  # fmt: skip
+    parser.add_argument("--base-url", default=None, help="--engine openai: the server")
     parser.add_argument("--child-rows", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--pin", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -272,6 +275,13 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TIKTOKEN_ENCODINGS_BASE", str(ROOT.parent / "shared" / "vocab"))
     if args.child_rows is not None:
         harness_child(args)
+        return 0
+    if args.engine == "openai":
+        if not args.base_url:
+            parser.error("--engine openai needs --base-url")
+        report = server_phases(args)
+        if args.json:
+            args.json.write_text(json.dumps(report, indent=2, default=str) + "\n")
         return 0
     if args.model is None:
         parser.error("--model is required")
@@ -431,6 +441,53 @@ def greedy_phases(engine, policies, fingerprint: str, args, tmp: Path) -> dict:
         "ratio_job_to_engine": ratio_engine,
         "ratio_job_to_naive": ratio_naive,
     }
+
+
+def server_phases(args) -> dict:
+    """The job through ``--engine openai`` against the server's own limit on the same
+    requests: all of them sent at once by a plain client (threads, one request each)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from batch.engine.base import SamplingSettings
+    from batch.engine.openai_engine import OpenAIEngine
+    from batch.engine.openai_http import ServerConfig
+    from batch.job.engine import server_fingerprint
+    from batch.policy.files import load_policies
+    from batch.runners.local import run_label_job
+    from batch.vocab import stop_token_ids
+
+    policies = load_policies(POLICY_FILES)
+    engine = OpenAIEngine(ServerConfig(args.base_url), stop_token_ids())
+    fingerprint = server_fingerprint(engine.server)
+    texts = distinct_messages(SMS, args.rows)
+    sampling = SamplingSettings(args.temperature, 1.0, args.max_tokens)
+    requests = seeded_requests(policies, texts, fingerprint, sampling)
+    in_flight = args.max_in_flight or len(requests)
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=len(requests)) as pool:
+        answers = list(pool.map(lambda r: engine.complete(r, sampling), requests))
+    limit = time.perf_counter() - started
+    with tempfile.TemporaryDirectory() as tmp:
+        shard = write_shard(Path(tmp) / "in", texts)
+        config = job_config(shard, Path(tmp) / "out", policies, engine.model, fingerprint, args)
+        config.max_in_flight = in_flight
+        started = time.perf_counter()
+        manifest = run_label_job(config, engine).manifest
+        job = time.perf_counter() - started
+    ratio = limit / job
+    failed = sum(isinstance(a, str) for a in answers)
+    print(f"\n{len(requests)} requests to {args.base_url} ({engine.mode}), temperature "
+          f"{args.temperature}, max_tokens {args.max_tokens}, the job's max in flight "
+          f"{in_flight}\n")  # fmt: skip
+    print("| phase | wall s | ratio |\n|---|---:|---|")
+    print(f"| server limit (every request at once, plain client) | {limit:.1f} | 1.00 |")
+    print(f"| our job, --engine openai | {job:.1f} | {ratio:.2f} of the server's limit |")
+    met = ratio >= 0.9
+    print(f"\n- job >= 0.9 of the server's limit: {'met' if met else 'MISSED'}")
+    return {"requests": len(requests), "server_limit_seconds": limit, "job_seconds": job,
+            "ratio_job_to_server_limit": ratio, "limit_failures": failed,
+            "job_status": manifest["counts"]["status"], "engine": engine.describe(),
+            "targets": {"job >= 0.9 of the server's limit": met}}  # fmt: skip
 
 
 def print_targets(report: dict) -> None:

@@ -16,7 +16,8 @@ SMOKED = {
     "bench_run_scale.py": "test_run_scale_smoke",
     "bench_scale.py": "test_history_scale_smoke",
     "bench_report.py": "test_report_bench_smoke",
-    "bench.py": "test_bench_smoke_on_the_real_engine (integration)",
+    "bench.py": "test_bench_smoke_on_the_real_engine (integration); --engine openai in "
+    "tests/integration/test_other_engines_real.py",
     "bench_t1.py": "test_bench_smoke_on_the_real_engine (integration), through bench.py",
 }
 

@@ -54,6 +54,14 @@ ENGINE_OPTIONS = [
         help="--engine openai: the environment variable that holds the API key (never the key).",
     ),
     click.option(
+        "--retry-seconds",
+        type=Finite(0.0, 86400.0),
+        default=120.0,
+        show_default=True,
+        help="--engine openai: how long one request retries connection errors, timeouts, 429 "
+        "and 5xx before it becomes an engine_error row (a server down longer fails fast).",
+    ),
+    click.option(
         "--model-fingerprint",
         default=None,
         metavar="SHA",

@@ -70,16 +70,19 @@ class OpenAIEngine:
     def complete(self, request: GenerationRequest, sampling: SamplingSettings) -> Completion | str:
         """One request with its retries: its completion, or the error that it ended on."""
         body, delay = self.body(request, sampling), self.config.backoff
+        deadline = time.monotonic() + self.config.retry_seconds
         for attempt in range(self.config.retries + 1):
             try:
                 answer = self.client.call("/completions", body)
                 self.calls += 1
                 return self.completion(answer, request.score_tokens)
             except Exception as exc:  # noqa: BLE001 - every failure is this request's
-                if attempt == self.config.retries or not retryable(exc):
+                wait_for = delay * (1 + random.random())
+                late = time.monotonic() + wait_for > deadline
+                if attempt == self.config.retries or late or not retryable(exc):
                     return f"server: {error_text(exc)}"
-                time.sleep(delay * (1 + random.random()))
-                delay = min(delay * 2, 30.0)
+                time.sleep(wait_for)
+                delay = min(delay * 2, 10.0)
         raise AssertionError("unreachable")
 
     def completion(self, answer: Any, score_tokens: Sequence[int]) -> Completion:
@@ -128,6 +131,7 @@ class OpenAIEngine:
             else "none: the server returns no log-probabilities (score is null)",
             "server": self.server,
             "retries": self.config.retries,
+            "retry_seconds": self.config.retry_seconds,
             "timeout_seconds": self.config.timeout,
         }
 

@@ -28,8 +28,9 @@ class ServerConfig:
     served_model: str | None = None
     api_key_env: str | None = None
     timeout: float = 600.0  # seconds for one request: a long answer on a busy server
-    retries: int = 6  # per request, for connection errors, timeouts, 429 and 5xx
-    backoff: float = 0.5  # seconds before the first retry, doubling, with jitter
+    retries: int = 8  # per request, for connection errors, timeouts, 429 and 5xx...
+    retry_seconds: float = 120.0  # ...for at most this long: a server down longer fails fast
+    backoff: float = 0.5  # seconds before the first retry, doubling (at most 10), with jitter
     extra: dict[str, Any] = field(default_factory=dict)  # more fields for every request body
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from batch.flow.config import JobConfig
 from batch.flow.read import InputFile
+from batch.job.engine import model_name
 from batch.job.options import LabelOptions
 from batch.policy.files import Policy
 from batch.prefilter.model import Prefilter
@@ -31,7 +32,7 @@ def job_config(
         inputs=inputs,
         policies=policies,
         output=options.output,
-        model=options.model,
+        model=model_name(options),
         model_fingerprint=model_fingerprint,
         reasoning_effort=options.reasoning_effort,
         sampling=options.sampling,

@@ -35,6 +35,13 @@ def quiet_engine_logs(verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
 
 
+def model_name(options: EngineOptions) -> str:
+    """The ``model`` column: the model directory, or for a server its served name and URL."""
+    if options.engine == "openai":
+        return f"{options.served_model or 'served'}@{options.base_url}"
+    return str(options.model)
+
+
 def server_fingerprint(server: dict[str, Any]) -> str:
     """What a server says of the model it serves (id, root, owner, server version), hashed:
     the weights cannot be hashed from here; this proves the same name, not the same bytes."""
@@ -53,6 +60,7 @@ def _server(options: EngineOptions) -> tuple[ServerConfig, str]:
         base_url=options.base_url,
         served_model=options.served_model,
         api_key_env=options.api_key_env,
+        retry_seconds=options.retry_seconds,
         extra=parse_engine_args(options.engine_args),
     )
     if options.model_fingerprint:

@@ -48,6 +48,7 @@ class EngineOptions:
     served_model: str | None = None
     api_key_env: str | None = None
     model_fingerprint: str | None = None
+    retry_seconds: float = 120.0
 
     @property
     def sampling(self) -> SamplingSettings:

@@ -18,7 +18,7 @@ from batch.engine.base import Engine, SamplingSettings
 from batch.flow.config import JobConfig
 from batch.flow.read import inspect_inputs
 from batch.flow.render import render_prefix
-from batch.job.engine import prepare_engine, quiet_engine_logs, start_engine
+from batch.job.engine import model_name, prepare_engine, quiet_engine_logs, start_engine
 from batch.job.options import EngineOptions
 from batch.output.labels import scan_labels
 from batch.output.schema import OK
@@ -140,7 +140,7 @@ def check_policies(files: list[str], options: EngineOptions) -> list[CaseResult]
     return run_policy_tests(
         policies,
         engine,
-        options.model,
+        model_name(options),
         fingerprint,
         options.reasoning_effort,
         options.sampling,
