@@ -39,7 +39,7 @@ class OpenAIEngine:
     """Streams requests to an OpenAI-compatible completions endpoint, in parallel."""
 
     name = "openai"
-    slots: int | None = None
+    slots: int | None = 64  # requests a server is assumed to run at once: 256 in flight
 
     def __init__(self, config: ServerConfig, stop_token_ids: Sequence[int]) -> None:
         self.config = config
