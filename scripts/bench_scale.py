@@ -243,6 +243,8 @@ def main(argv: list[str] | None = None) -> None:
         night(*args.night_of)
         return
     results = []
+    if args.work is not None:
+        args.work.mkdir(parents=True, exist_ok=True)  # a scratch folder that is not there yet
     with tempfile.TemporaryDirectory(dir=args.work) as scratch:
         for rows in args.history:
             figures = measure(rows, args.night, args.commit_rows, Path(scratch))

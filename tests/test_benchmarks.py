@@ -57,8 +57,9 @@ def test_run_scale_smoke(tmp_path):
 
 
 def test_history_scale_smoke(tmp_path):
-    report_path = tmp_path / "history.json"
-    bench(SCRIPTS / "bench_scale.py", "--smoke", "--json", report_path)
+    report_path, scratch = tmp_path / "history.json", tmp_path / "not" / "there" / "yet"
+    bench(SCRIPTS / "bench_scale.py", "--smoke", "--json", report_path, "--work", scratch)
+    assert scratch.is_dir() and not list(scratch.iterdir())  # made, and left clean
     (result,) = json.loads(report_path.read_text())["results"]
     assert result["history_rows"] == 20_000 and result["night_rows"] == 500
     assert result["index_bytes_per_label"] > 0
