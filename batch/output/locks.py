@@ -25,6 +25,13 @@ def commit_lock(output: str | Path) -> Iterator[None]:
     with writing(folder, "the commit lock"):
         folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(folder / "commit.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    with holding(fd):
+        yield
+
+
+@contextmanager
+def holding(fd: int) -> Iterator[None]:
+    """An exclusive ``flock`` on an open file for the ``with`` block; the file is closed after."""
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

@@ -18,12 +18,13 @@ never a wrong label. Writers take an advisory lock beside the file while they in
 
 from __future__ import annotations
 
-import fcntl
 import os
 import struct
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from pathlib import Path
+
+from batch.output.locks import holding
 
 MAGIC = b"SGPTRS01"
 HEADER = 4096  # magic, capacity, count, writing (a put under way); then the slots
@@ -192,12 +193,5 @@ def _create(path: Path, capacity: int) -> None:
     os.replace(temporary, path)
 
 
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+def _locked(path: Path) -> AbstractContextManager[None]:
+    return holding(os.open(path, os.O_RDWR | os.O_CREAT, 0o644))

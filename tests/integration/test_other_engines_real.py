@@ -182,3 +182,4 @@ def test_the_server_benchmark_runs_against_the_real_server(server, tmp_path):
     figures = json.loads(report.read_text())
     assert figures["requests"] == 24 and figures["ratio_job_to_server_limit"] > 0
     assert figures["limit_failures"] == 0
+    assert figures["limit_scored"] == 24  # the limit asks for the score as the job does
