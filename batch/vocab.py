@@ -172,5 +172,9 @@ def _tiktoken_encoder() -> Callable[[str], list[int]]:
 
 
 def stop_token_ids() -> list[int]:
-    """Tokens that end an assistant turn (``<|return|>``, ``<|call|>``); vLLM needs them."""
-    return list(load_encoding().stop_tokens_for_assistant_actions())
+    """Tokens that end an assistant turn (``<|return|>``, ``<|call|>``); vLLM needs them.
+
+    Sorted: harmony returns them as a set whose order changes from one process to the next,
+    and they go into requests and manifests, which should read the same every run.
+    """
+    return sorted(load_encoding().stop_tokens_for_assistant_actions())

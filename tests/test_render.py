@@ -1,4 +1,5 @@
 import pytest
+from conftest import ROOT
 
 from batch.flow.render import render_full, render_prefix
 from batch.vocab import load_encoding
@@ -89,3 +90,19 @@ def test_without_tiktoken_content_is_encoded_by_harmony(monkeypatch):
         assert encode("hi <|end|>") == load_encoding().encode("hi <|end|>", disallowed_special=())
     finally:
         vocab.plain_encoder.cache_clear()
+
+
+def test_stop_tokens_are_the_same_list_in_every_process():
+    """harmony gives them as a set in an order that changes per process; requests and
+    manifests must not (the openai contract test once saw [200012, 200002])."""
+    import os
+    import subprocess
+    import sys
+
+    code = "from batch.vocab import stop_token_ids; print(stop_token_ids())"
+    seen = {
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       check=True, env=os.environ, cwd=ROOT).stdout.strip()
+        for _ in range(8)
+    }  # fmt: skip
+    assert seen == {"[200002, 200012]"}
