@@ -61,14 +61,21 @@ def _version(client: HttpClient) -> str | None:
     return str(answer.get("version")) if isinstance(answer, dict) else None
 
 
+def describe_server(client: HttpClient, wanted: str | None) -> dict[str, Any]:
+    """What the server says of the model it serves (id, root, owner, limit, its version);
+    a clear error if it cannot be reached or does not serve ``wanted``."""
+    model = _chosen(_models(client), wanted, client.base)
+    return {"model": str(model["id"]), "root": model.get("root"),
+            "owned_by": model.get("owned_by"), "max_model_len": model.get("max_model_len"),
+            "version": _version(client)}  # fmt: skip
+
+
 def probe_server(client: HttpClient, wanted: str | None, stop_token_ids: list[int]) -> Found:
     """The served model, the mode it takes prompts in, and whether scores come back."""
     from batch.vocab import load_encoding
 
-    model = _chosen(_models(client), wanted, client.base)
-    name = str(model["id"])
-    server = {"model": name, "root": model.get("root"), "owned_by": model.get("owned_by"),
-              "max_model_len": model.get("max_model_len"), "version": _version(client)}  # fmt: skip
+    server = describe_server(client, wanted)
+    name = server["model"]
     ids = load_encoding().encode(_PROBE, allowed_special="all")
     attempts = []
     for mode in (TOKEN_IDS, TEXT):

@@ -50,7 +50,8 @@ def server_fingerprint(server: dict[str, Any]) -> str:
 
 
 def _server(options: EngineOptions) -> tuple[ServerConfig, str]:
-    from batch.engine.openai_engine import OpenAIEngine
+    from batch.engine.openai_http import HttpClient
+    from batch.engine.openai_probe import describe_server
 
     if not options.base_url:
         raise UsageError("--engine openai needs --base-url, e.g. http://127.0.0.1:8000/v1")
@@ -67,8 +68,9 @@ def _server(options: EngineOptions) -> tuple[ServerConfig, str]:
         return config, options.model_fingerprint
     if options.model:
         return config, model_fingerprint(options.model)
-    engine = OpenAIEngine(config, stop_token_ids())  # asks the server: one clear error if not
-    return config, server_fingerprint(engine.server)
+    # asks the server what it serves (one clear error if it cannot say); the completion probe
+    # runs once, when the engine starts
+    return config, server_fingerprint(describe_server(HttpClient(config), config.served_model))
 
 
 def prepare_engine(
