@@ -5,7 +5,9 @@ the shared o200k vocabulary and harmony's special tokens (real gpt-oss weights s
 
 ``vllm serve`` needs a tokenizer even when prompts come as token ids (it detokenizes answers
 and refuses every completion with ``--skip-tokenizer-init``). The tokenizer is checked against
-harmony before it is written: the same ids for plain and special-token text.
+harmony before it is written: the same ids for plain and special-token text. It lists only the
+special tokens the model's vocabulary holds: harmony names one past gpt-oss's 201,088 ids
+(``<|reserved_201088|>``), which llama.cpp's GGUF converter rightly refuses.
 """
 
 from __future__ import annotations
@@ -35,15 +37,23 @@ def o200k_pattern() -> str:
         public.load_tiktoken_bpe = loader
 
 
-def build_tokenizer(out: Path) -> None:
+def model_specials(vocab_size: int) -> list[str]:
+    """harmony's special tokens that fit the model's vocabulary, in id order."""
+    from batch.vocab import load_encoding
+
+    encoding = load_encoding()
+    ids = {s: encoding.encode(s, allowed_special="all")[0] for s in encoding.special_tokens_set}
+    return sorted((s for s, i in ids.items() if i < vocab_size), key=ids.__getitem__)
+
+
+def build_tokenizer(out: Path, vocab_size: int) -> None:
     from transformers import PreTrainedTokenizerFast
     from transformers.convert_slow_tokenizer import TikTokenConverter
 
     from batch.vocab import check_vocab, load_encoding
 
     encoding = load_encoding()
-    specials = sorted(encoding.special_tokens_set,
-                      key=lambda s: encoding.encode(s, allowed_special="all")[0])  # fmt: skip
+    specials = model_specials(vocab_size)
     converted = TikTokenConverter(vocab_file=str(check_vocab()), pattern=o200k_pattern(),
                                   extra_special_tokens=specials).converted()  # fmt: skip
     tokens = {"eos_token": "<|return|>", "pad_token": "<|endoftext|>"}
@@ -63,7 +73,8 @@ def main(argv: list[str] | None = None) -> None:
     for path in model.iterdir():
         if path.is_file():
             shutil.copy2(path, out / path.name)
-    build_tokenizer(out)
+    config = json.loads((model / "config.json").read_text())
+    build_tokenizer(out, int(config["vocab_size"]))
     (out / "served_model.json").write_text(json.dumps({"weights_from": str(model)}) + "\n")
 
 

@@ -178,3 +178,18 @@ def test_requests_run_in_parallel_up_to_the_limit(tmp_path, policies):
 
         run_label_job(config, engine(server))
     assert 2 <= most[0] <= 5
+
+
+def test_the_served_tokenizer_lists_only_ids_the_model_holds():
+    """harmony names a special token past gpt-oss's 201,088 ids; a tokenizer listing it is
+    refused by llama.cpp's GGUF converter (scripts/served_model.py, scripts/llama_cpp_check.py)."""
+    import served_model
+
+    from batch.vocab import load_encoding
+
+    encoding = load_encoding()
+    specials = served_model.model_specials(201088)
+    ids = [encoding.encode(s, allowed_special="all")[0] for s in specials]
+    assert "<|reserved_201088|>" in encoding.special_tokens_set  # what made the bug
+    assert "<|reserved_201088|>" not in specials and max(ids) == 201087
+    assert {"<|return|>", "<|start|>", "<|channel|>"} <= set(specials) and ids == sorted(ids)

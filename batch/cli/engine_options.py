@@ -96,7 +96,9 @@ ENGINE_OPTIONS = [
         "engine_args",
         multiple=True,
         metavar="KEY=VALUE",
-        help="Any other vllm.LLM argument (VALUE parsed as JSON if it can be); repeatable.",
+        help="Any other vllm.LLM argument (VALUE parsed as JSON if it can be); repeatable. "
+        "With --engine transformers: from_pretrained arguments, and batching=continuous|static "
+        "(default: continuous on a GPU where the installed Transformers has it, else static).",
     ),
     VOCAB_OPTION,
     click.option("-v", "--verbose", is_flag=True, help="Show vLLM's own log messages."),

@@ -92,7 +92,13 @@ def prepare_engine(
         from batch.engine.transformers_engine import TransformersConfig
 
         extra = parse_engine_args(options.engine_args)
-        local = TransformersConfig(options.model, options.max_model_len, seed, extra=extra)
+        batching = str(extra.pop("batching", "auto"))  # the rest go to from_pretrained
+        try:
+            local = TransformersConfig(
+                options.model, options.max_model_len, seed, extra=extra, batching=batching
+            )
+        except ValueError as exc:
+            raise UsageError(f"--engine-arg batching: {exc}") from None
         return local, fingerprint
     config = EngineConfig(
         model=options.model,
