@@ -20,6 +20,7 @@ import pyarrow as pa
 from batch.engine.base import Engine
 from batch.errors import InputError
 from batch.flow.chunks import Chunk, iter_chunks
+from batch.flow.collector import few_collections
 from batch.flow.config import JobConfig
 from batch.flow.labeller import Labeller
 from batch.flow.prompts import JobPrompts
@@ -160,7 +161,8 @@ def run_label_job(config: JobConfig, engine: Engine, progress: bool = False) -> 
         dynamic_ncols=True,
     )
     worker = (config.worker.get("index", 0), config.worker.get("count", 1))
-    with Claims(config.output, recorder.run_id, worker=worker) as claims, bar:
+    claims = Claims(config.output, recorder.run_id, worker=worker)
+    with few_collections(), claims, bar:
         run = _Run(config, labeller, recorder, claims, sampled, bar)
         try:
             waiting = run.label(None, by_others=False)

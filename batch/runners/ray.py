@@ -21,6 +21,7 @@ from typing import Any
 
 from batch.engine.base import Engine
 from batch.flow.chunks import chunk_count, read_chunk
+from batch.flow.collector import few_collections
 from batch.flow.config import JobConfig
 from batch.flow.labeller import Labeller
 from batch.flow.prompts import JobPrompts
@@ -75,7 +76,8 @@ class LabelActor:
             )
             chunk.policies = frozenset(str(policies).split(","))
             chunks.append(chunk)
-        stats = self.labeller.process(chunks)
+        with few_collections():
+            stats = self.labeller.process(chunks)
         return {"stats": np.array([json.dumps(stats.to_dict())])}
 
 
