@@ -8,7 +8,8 @@ import math
 import pytest
 
 from batch.engine.base import Completion
-from batch.engine.transformers_engine import TransformersConfig, _sampled_against_the_rest
+from batch.engine.transformers_continuous import sampled_against_the_rest
+from batch.engine.transformers_engine import TransformersConfig
 from batch.flow.score import verdict_pairs, verdict_score
 
 
@@ -24,7 +25,7 @@ def test_the_continuous_score_weighs_the_sampled_verdict_against_the_rest(p_samp
     final = [200005, 17196, 200008]  # <|channel|>final<|message|>, then the digit
     for digit, p_yes in ((yes, p_sampled), (no, 1 - p_sampled)):
         tokens = [*final, digit, 200002]
-        logprobs = {3: _sampled_against_the_rest(digit, math.log(p_sampled))}
+        logprobs = {3: sampled_against_the_rest(digit, math.log(p_sampled))}
         score = verdict_score(Completion(tokens, "stop", 0, logprobs), "binary")
         assert score == pytest.approx(p_yes)
 
@@ -32,5 +33,5 @@ def test_the_continuous_score_weighs_the_sampled_verdict_against_the_rest(p_samp
 def test_a_certain_verdict_scores_certain():
     no, yes = next(iter(set(verdict_pairs().values())))
     tokens = [200005, 17196, 200008, yes, 200002]
-    completion = Completion(tokens, "stop", 0, {3: _sampled_against_the_rest(yes, 0.0)})
+    completion = Completion(tokens, "stop", 0, {3: sampled_against_the_rest(yes, 0.0)})
     assert verdict_score(completion, "binary") == 1.0

@@ -22,15 +22,12 @@ Two ways to batch (``TransformersConfig.batching``):
 
 from __future__ import annotations
 
-import itertools
-import math
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from batch.engine.base import (
-    FLOOR,
     SCORE_TOP_K,
     Completion,
     Finished,
@@ -42,7 +39,6 @@ from batch.engine.base import (
 
 PAD = 199999  # <|endoftext|>: never in a prompt this job renders, masked out anyway
 BATCHING = ("auto", "continuous", "static")
-CPU_PAGE = 32  # tokens a KV page holds on a CPU (Transformers sizes a GPU's cache itself)
 
 
 @dataclass
@@ -107,112 +103,22 @@ class TransformersEngine:
     ) -> Iterator[Finished]:
         """Completions as they finish (continuous) or as their batch ends (static)."""
         if self.batching == "continuous":
-            return self._stream_continuous(requests, sampling, max_in_flight)
+            from batch.engine.transformers_continuous import stream_continuous
+
+            return stream_continuous(self, requests, sampling, max_in_flight)
         return self._stream_static(requests, sampling, max_in_flight)
 
-    def _manager(self, sampling: SamplingSettings) -> Any:
-        """A started continuous-batching manager for these settings."""
-        from transformers import GenerationConfig
-        from transformers.generation.configuration_utils import ContinuousBatchingConfig
-
+    def generation_settings(self, sampling: SamplingSettings) -> dict[str, Any]:
+        """The generation settings both ways of batching pass to Transformers."""
         sample = sampling.temperature > 0
-        generation = GenerationConfig(
-            max_new_tokens=sampling.max_tokens,
-            do_sample=sample,
-            temperature=sampling.temperature if sample else None,
-            top_p=sampling.top_p if sample else None,
-            eos_token_id=self.stop_token_ids,
-            pad_token_id=PAD,
-        )
-        sizing: dict[str, Any] = {}
-        if self.device == "cpu":  # else Transformers sizes the cache from the GPU's memory
-            longest = self.max_model_len or 4096
-            pages = -(-longest // CPU_PAGE)
-            sizing = {"page_size": CPU_PAGE, "num_blocks": pages * self.slots,
-                      "max_batch_tokens": max(1024, longest)}  # fmt: skip
-        cb = ContinuousBatchingConfig(
-            return_logprobs=True,
-            max_requests_per_batch=self.slots,
-            seed=self.config.seed,
-            **sizing,
-        )
-        manager = self.model.init_continuous_batching(
-            generation_config=generation, continuous_batching_config=cb
-        )
-        manager.start()
-        return manager
-
-    def _stream_continuous(
-        self, requests: Iterable[Keyed], sampling: SamplingSettings, max_in_flight: int
-    ) -> Iterator[Finished]:
-        """Keep up to ``max_in_flight`` requests in the manager; yield each as it finishes. If
-        the manager's thread dies, its requests in flight get its error and a new one goes on."""
-        pending = iter(requests)
-        limit = max(1, max_in_flight)
-        names = (f"r{n}" for n in itertools.count())
-        flight: dict[str, Keyed] = {}
-        manager, exhausted = None, False
-        try:
-            while True:
-                if manager is None:
-                    manager = self._manager(sampling)
-                while not exhausted and len(flight) < limit:
-                    item = next(pending, None)
-                    if item is None:
-                        exhausted = True
-                        break
-                    name = next(names)
-                    added = manager.add_request(
-                        list(item[1].prompt_token_ids), request_id=name,
-                        max_new_tokens=sampling.max_tokens, eos_token_id=self.stop_token_ids,
-                    )  # fmt: skip
-                    if added is None:
-                        yield item[0], "the continuous-batching manager refused the request"
-                        continue
-                    flight[name] = item
-                if not flight:
-                    return
-                result = manager.get_result(timeout=1)
-                if result is None:
-                    if not manager.is_running():
-                        error = getattr(manager.background_thread_status, "fatal_error", None)
-                        message = f"Transformers' generation thread stopped: {error!r}"
-                        for key, _ in flight.values():
-                            yield key, message
-                        flight.clear()
-                        self._stop(manager)
-                        manager = None
-                    continue
-                if not result.is_finished() or result.request_id not in flight:
-                    continue
-                key, request = flight.pop(result.request_id)
-                if result.error:
-                    yield key, f"Transformers: {result.error}"
-                else:
-                    yield key, self._continuous_completion(result, request)
-        finally:
-            if manager is not None:
-                self._stop(manager)
-
-    @staticmethod
-    def _stop(manager: Any) -> None:
-        manager.stop(block=True, timeout=30)
-        destroy = getattr(manager, "destroy", None)
-        if destroy is not None:
-            destroy()
-
-    def _continuous_completion(self, result: Any, request: GenerationRequest) -> Completion:
-        generated = list(result.generated_tokens)
-        stop = next((i for i, t in enumerate(generated) if t in self.stop_token_ids), None)
-        tokens = generated if stop is None else generated[: stop + 1]
-        scores = None
-        if request.score_tokens:
-            wanted = set(request.score_tokens)
-            scores = {position: _sampled_against_the_rest(token, logprob)
-                      for position, (token, logprob)
-                      in enumerate(zip(tokens, result.logprobs, strict=False))
-                      if token in wanted}  # fmt: skip
-        return Completion(tokens, "length" if stop is None else "stop", 0, scores)
+        return {
+            "max_new_tokens": sampling.max_tokens,
+            "do_sample": sample,
+            "temperature": sampling.temperature if sample else None,
+            "top_p": sampling.top_p if sample else None,
+            "eos_token_id": self.stop_token_ids,
+            "pad_token_id": PAD,
+        }
 
     def _stream_static(
         self, requests: Iterable[Keyed], sampling: SamplingSettings, max_in_flight: int
@@ -249,18 +155,12 @@ class TransformersEngine:
             mask[row, width - len(prompt) :] = 1
         torch.manual_seed(batch[0][1].seed)  # one generator per batch (see the module's note)
         topk = _TopK()
-        sample = sampling.temperature > 0
         with torch.no_grad():
             out = self.model.generate(
                 input_ids=ids.to(self.device),
                 attention_mask=mask.to(self.device),
-                max_new_tokens=sampling.max_tokens,
-                do_sample=sample,
-                temperature=sampling.temperature if sample else None,
-                top_p=sampling.top_p if sample else None,
-                eos_token_id=self.stop_token_ids,
-                pad_token_id=PAD,
                 logits_processor=LogitsProcessorList([topk]),
+                **self.generation_settings(sampling),
             )
         return [self._completion(out[row, width:].tolist(), row, batch[row][1], topk)
                 for row in range(len(batch))]  # fmt: skip
@@ -297,14 +197,6 @@ class TransformersEngine:
             "load_seconds": round(self.load_seconds, 3),
             "seeds": "one random generator per batch (greedy answers do not depend on it)",
         }
-
-
-def _sampled_against_the_rest(token: int, logprob: float) -> dict[int, float]:
-    """A position's log-probabilities when only the sampled token's is known: everything else
-    shares ``1 - P(sampled)``, given as the floor (what ``verdict_score`` gives a digit that
-    is not listed)."""
-    rest = -math.inf if logprob >= 0 else math.log(-math.expm1(logprob))
-    return {token: logprob, FLOOR: rest}
 
 
 @dataclass
