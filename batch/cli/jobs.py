@@ -21,7 +21,10 @@ from batch.cli.report import REPORT_OPTION, write_page
 
 LABEL_OPTIONS = [*ENGINE_OPTIONS, *RUN_OPTIONS, *PREFILTER_OPTIONS, *SCALE_OUT_OPTIONS]
 
-INPUT_HELP = "Parquet file, directory or glob; repeatable."
+INPUT_HELP = (
+    "Parquet file, directory or glob, local or on object storage (s3://bucket/prefix/, gs://, "
+    "az://; credentials from the environment); repeatable."
+)
 
 
 def _with_report(run: Any) -> Any:

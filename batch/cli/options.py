@@ -60,8 +60,9 @@ def input_options(input_help: str) -> list[Callable[[Any], Any]]:
             "--source-root",
             type=click.Path(file_okay=False),
             default=None,
-            help="Folder that input paths are taken relative to, as a row's source identity. "
-            "Default: each --input's own folder (a glob's folder before its first wildcard).",
+            help="Folder (or object-store prefix) that input paths are taken relative to, as a "
+            "row's source identity. Default: each --input's own folder (a glob's folder "
+            "before its first wildcard).",
         ),
         click.option("--id-column", default="id", show_default=True),
         click.option("--text-column", default="text", show_default=True),

@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from batch.errors import InputError
+from batch.flow import objects
 from batch.flow.sources import (
     InputFile,
     fingerprinted,
@@ -27,7 +28,12 @@ READ_BUFFER = 1 << 20  # bytes read from a file at a time
 @contextmanager
 def parquet_file(path: str, **options: Any) -> Iterator[pq.ParquetFile]:
     """A Parquet file opened by Python: any name the OS allows works (pyarrow's own opening
-    wants UTF-8 names, and a file from another system may not have one)."""
+    wants UTF-8 names, and a file from another system may not have one). An object store's
+    URI is opened through its pyarrow filesystem."""
+    if objects.is_uri(path):
+        with objects.open_random(path) as handle:
+            yield pq.ParquetFile(handle, **options)
+        return
     with open(path, "rb") as handle:
         yield pq.ParquetFile(handle, **options)
 
@@ -213,9 +219,9 @@ def read_texts(path: str, rows: list[int], text_column: str) -> dict[int, str] |
     string are left out.
     """
     try:
-        with open(path, "rb") as handle:
-            column = pq.read_table(handle, columns=[text_column]).column(0)
-    except (OSError, KeyError, ValueError, pa.ArrowException):
+        with parquet_file(path) as parquet:
+            column = parquet.read(columns=[text_column]).column(0)
+    except (OSError, KeyError, ValueError, pa.ArrowException, InputError):
         return None
     texts = {}
     for row in rows:

@@ -6,8 +6,12 @@ an ``--input`` names (for a glob, the folder before its first wildcard; for a fi
 So the same data reached through a symlink or another mount point is the same rows.
 
 A file's fingerprint is the sha256 of its bytes. The output's index remembers it with the
-file's size and modification time: a file whose size and time are unchanged is not read
-again; when they differ, the full hash decides (a copy with new times is still unchanged).
+file's size and modification time (and, on object storage, its ETag): a file whose size and
+time are unchanged is not read again; when they differ, the full hash decides (a copy with
+new times is still unchanged).
+
+An input may be a URI on object storage (``s3://bucket/prefix/``, a glob under it, one
+object): the same rules hold there, with keys in place of paths (``flow.objects``).
 """
 
 from __future__ import annotations
@@ -21,9 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from batch.errors import InputError, UsageError
+from batch.flow import objects
+from batch.flow.names import PARQUET_SUFFIXES
+from batch.flow.names import hidden as _hidden
+from batch.flow.object_inputs import key_below, object_matches
 from batch.output.index import FileRecord, Index
 
-PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
 log = logging.getLogger(__name__)
 _HASH_BLOCK = 1 << 22
 
@@ -38,6 +45,7 @@ class InputFile:
     source_file: str = ""  # identity: the path relative to its source root
     size: int = 0  # bytes, and the modification time, when the fingerprint was taken
     mtime_ns: int = 0
+    etag: str = ""  # an object's ETag then (object storage)
 
     def __post_init__(self) -> None:
         if not self.source_file:
@@ -53,11 +61,6 @@ def as_text(path: str) -> str:
     except UnicodeEncodeError:
         return os.fsencode(path).decode("utf-8", "backslashreplace")
     return path
-
-
-def _hidden(name: str) -> bool:
-    """Spark, Hive and Delta's convention: ``_SUCCESS``, ``_delta_log``, ``.part-0.crc``..."""
-    return name.startswith((".", "_"))
 
 
 def _data_files(folder: Path) -> list[Path]:
@@ -117,7 +120,7 @@ def check_output_outside(specs: list[str], output: str) -> None:
     """
     inside = Path(os.path.abspath(output))
     for spec in specs:
-        if Path(spec).is_file() or not _reads(spec, inside):
+        if objects.is_uri(spec) or Path(spec).is_file() or not _reads(spec, inside):
             continue
         raise UsageError(
             f"--output {output} is inside --input {spec}: the table's own files would be "
@@ -158,6 +161,13 @@ def resolve_sources(specs: list[str], source_root: str | None = None) -> list[tu
     """(absolute path, source identity) of every input file, sorted per ``--input``."""
     found: dict[str, str] = {}
     for spec in specs:
+        if objects.is_uri(spec):
+            uris, top = object_matches(spec)
+            for uri in uris:
+                found.setdefault(uri, key_below(uri, source_root or top))
+            continue
+        if source_root and objects.is_uri(source_root):
+            raise UsageError(f"{spec}: a local input cannot be under --source-root {source_root}")
         matches, root = _matches(spec)
         base = os.path.abspath(source_root or root)
         for match in matches:
@@ -183,6 +193,8 @@ def resolve_inputs(specs: list[str]) -> list[str]:
 
 
 def file_sha256(path: str) -> str:
+    if objects.is_uri(path):
+        return objects.sha256(path)
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while block := handle.read(_HASH_BLOCK):
@@ -195,17 +207,28 @@ def known_unchanged(path: str, source_file: str, index: Index | None) -> InputFi
     if index is None:
         return None
     record = index.file(source_file)
-    stat = os.stat(path)
-    if record is None or (record.size, record.mtime_ns) != (stat.st_size, stat.st_mtime_ns):
+    if record is None:
         return None
-    return InputFile(path, record.rows, record.sha256, source_file, record.size, record.mtime_ns)
+    stamp = file_stamp(path)
+    if (record.size, record.mtime_ns, record.etag) != stamp:
+        return None
+    return InputFile(path, record.rows, record.sha256, source_file, *stamp)
+
+
+def file_stamp(path: str) -> tuple[int, int, str]:
+    """Size, modification time and ETag ("" for a local file): what says it may have changed."""
+    if objects.is_uri(path):
+        found = objects.stat(path)
+        return found.size, found.mtime_ns, found.etag
+    stat = os.stat(path)
+    return stat.st_size, stat.st_mtime_ns, ""
 
 
 def fingerprinted(path: str, source_file: str, num_rows: int) -> InputFile:
     """Hash the file's bytes; the run tells the index (``remember``), so an unchanged file is
-    not read again."""
-    stat = os.stat(path)
-    return InputFile(path, num_rows, file_sha256(path), source_file, stat.st_size, stat.st_mtime_ns)
+    not read again. The stamp is taken first: a write during the hash then shows next run."""
+    stamp = file_stamp(path)
+    return InputFile(path, num_rows, file_sha256(path), source_file, *stamp)
 
 
 def remember(inputs: list[InputFile], index: Index) -> None:
@@ -225,7 +248,9 @@ def remember(inputs: list[InputFile], index: Index) -> None:
                 known.path,
             )
     index.record_files(
-        FileRecord(f.source_file, as_text(f.path), f.size, f.mtime_ns, f.fingerprint, f.num_rows)
+        FileRecord(
+            f.source_file, as_text(f.path), f.size, f.mtime_ns, f.fingerprint, f.num_rows, f.etag
+        )
         for f in inputs
         if f.size
     )

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
     source_file TEXT PRIMARY KEY, path TEXT, size INTEGER, mtime_ns INTEGER,
-    sha256 TEXT, rows INTEGER);
+    sha256 TEXT, rows INTEGER, etag TEXT);
 CREATE TABLE IF NOT EXISTS progress (
     source_file TEXT, policy_id TEXT, work TEXT, sha256 TEXT, complete INTEGER,
     seen INTEGER, epoch INTEGER, PRIMARY KEY (source_file, policy_id));
@@ -50,6 +50,7 @@ class FileRecord:
     mtime_ns: int
     sha256: str
     rows: int
+    etag: str = ""  # an object's ETag (object storage); "" for a local file
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,8 @@ class Index:
         for column in ("seen", "epoch"):  # an index made before marks named their history
             if column not in columns:
                 self.db.execute(f"ALTER TABLE progress ADD COLUMN {column} INTEGER")
+        if "etag" not in {row[1] for row in self.db.execute("PRAGMA table_info(files)")}:
+            self.db.execute("ALTER TABLE files ADD COLUMN etag TEXT")  # before object storage
 
     def close(self) -> None:
         self.db.close()
@@ -142,16 +145,22 @@ class Index:
 
     def file(self, source_file: str) -> FileRecord | None:
         row = self.db.execute(
-            "SELECT source_file, path, size, mtime_ns, sha256, rows FROM files "
+            "SELECT source_file, path, size, mtime_ns, sha256, rows, etag FROM files "
             "WHERE source_file = ?",
             (source_file,),
         ).fetchone()
-        return FileRecord(*row) if row else None
+        return FileRecord(*row[:6], row[6] or "") if row else None
 
     def record_files(self, records: Iterable[FileRecord]) -> None:
-        rows = [(r.source_file, r.path, r.size, r.mtime_ns, r.sha256, r.rows) for r in records]
+        rows = [
+            (r.source_file, r.path, r.size, r.mtime_ns, r.sha256, r.rows, r.etag) for r in records
+        ]
+        insert = (
+            "INSERT OR REPLACE INTO files (source_file, path, size, mtime_ns, sha256, rows, etag) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)"
+        )
         with self.transaction():
-            self.db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)", rows)
+            self.db.executemany(insert, rows)
 
     def progress(self, source_file: str, policy_id: str) -> Progress | None:
         row = self.db.execute(

@@ -48,6 +48,11 @@ def _properties(metadata: dict[str, Any]):
 
 def check_output(output: str | Path) -> None:
     """Refuse an output folder the tool cannot own: a file, the old layout, foreign files."""
+    if "://" in str(output):
+        raise TableError(
+            f"{output}: the label table must be a local (or mounted) folder for now; inputs "
+            "can be on object storage (s3://, gs://, az://)"
+        )
     root = Path(output)
     if not root.exists() or (root / LOG_DIR).is_dir():
         return
