@@ -41,6 +41,42 @@ class SlowFactory:
         return SlowEngine(self.delay)
 
 
+class WindowEngine(ScriptedEngine):
+    """Answers one request a step, slowly, and records (in a file) the most requests it
+    held at once: how continuously its feeder keeps it busy."""
+
+    def __init__(self, record_to: str, delay: float) -> None:
+        super().__init__(per_step=1, record=False)
+        self.record_to, self.delay = record_to, delay
+
+    def generate(self, requests, sampling):
+        time.sleep(self.delay)
+        Path(self.record_to).write_text(str(self.max_in_flight_seen))
+        return super().generate(requests, sampling)
+
+
+class WindowFactory:
+    def __init__(self, record_to: str, delay: float = 0.0) -> None:
+        self.record_to, self.delay = record_to, delay
+
+    def __call__(self) -> WindowEngine:
+        return WindowEngine(self.record_to, self.delay)
+
+
+class BrokenEngine(ScriptedEngine):
+    """Answers every request twice: the stream's contract broken (EngineContractError)."""
+
+    def stream(self, requests, sampling, max_in_flight):
+        for item in super().stream(requests, sampling, max_in_flight):
+            yield item
+            yield item
+
+
+class BrokenFactory:
+    def __call__(self) -> BrokenEngine:
+        return BrokenEngine()
+
+
 def die_after(commits: int) -> None:
     """Exit at once, without cleanup, after ``commits`` commits of labels (each with the
     index told, as a commit is complete)."""

@@ -204,7 +204,7 @@ PREFILTER_OPTIONS = [
     ),
 ]
 
-# Scale-out: static sharding across workers, or a Ray Data pipeline of engine actors.
+# Scale-out: static sharding across workers, or streaming engine actors on Ray.
 SCALE_OUT_OPTIONS = [
     click.option(
         "--num-workers",
@@ -228,7 +228,7 @@ SCALE_OUT_OPTIONS = [
         type=click.Choice(["local", "ray"]),
         default="local",
         show_default=True,
-        help="local: this process; ray: a Ray Data pipeline over --replicas engine actors.",
+        help="local: this process; ray: --replicas streaming engine actors on Ray.",
     ),
     click.option(
         "--replicas",

@@ -28,11 +28,11 @@ def to_stderr(message: str) -> None:
 
 
 def _run_with_ray(config: JobConfig, engine_config: Any, options: LabelOptions) -> RunResult:
-    """The Ray Data runner: ``--replicas`` engine actors, each with its GPUs."""
+    """The Ray runner: ``--replicas`` streaming engine actors, each with its GPUs."""
     try:
         from batch.runners.ray import run_label_job_ray
     except ImportError as exc:
-        raise UsageError("--runner ray needs Ray Data: pip install 'safeguard-batch[ray]'") from exc
+        raise UsageError("--runner ray needs Ray: pip install 'safeguard-batch[ray]'") from exc
     from batch.engine.vllm_engine import is_cpu_build
 
     gpus = options.gpus_per_replica
