@@ -6,8 +6,13 @@ from __future__ import annotations
 
 import os
 import resource
+import time
+import zlib
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
+
+from batch.engine.scripted import ScriptedEngine
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICY_FILES = [ROOT / "policies" / "spam.md", ROOT / "policies" / "harassment.md"]
@@ -117,3 +122,49 @@ def cpu_name() -> str:
     flags = next((line for line in info.splitlines() if line.startswith("flags")), "")
     vector = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
     return f"{name} ({vector}, {os.cpu_count()} cores)"
+
+
+class PacedFactory:
+    """Builds a :class:`PacedEngine` (in a Ray actor too: it pickles, the engine need not)."""
+
+    def __init__(self, policies, slots: int, step_seconds: float, max_steps: int) -> None:
+        self.policy_files = [str(p.path) for p in policies]
+        self.slots, self.step_seconds, self.max_steps = slots, step_seconds, max_steps
+
+    def __call__(self):
+        from batch.policy.files import load_policies
+
+        respond = policy_responder(load_policies(self.policy_files))
+        return PacedEngine(respond, self.slots, self.step_seconds, self.max_steps)
+
+
+class PacedEngine(ScriptedEngine):
+    """A stand-in for a model under continuous batching: ``slots`` sequences decode at once,
+    one step every ``step_seconds``; each request needs 1 to ``max_steps`` steps (from its
+    prompt, so the same in every run), and a finished one's slot is refilled at once."""
+
+    def __init__(self, respond, slots: int, step_seconds: float, max_steps: int) -> None:
+        super().__init__(respond, record=False, slots=slots)
+        self.step_seconds, self.max_steps = step_seconds, max_steps
+
+    def stream(self, requests, sampling, max_in_flight):
+        pending, waiting, active = iter(requests), deque(), []
+        while True:
+            while len(active) + len(waiting) < max_in_flight:
+                item = next(pending, None)
+                if item is None:
+                    break
+                waiting.append(item)
+            while len(active) < self.slots and waiting:
+                key, request = waiting.popleft()
+                tail = str(request.prompt_token_ids[-16:]).encode()
+                active.append([1 + zlib.crc32(tail) % self.max_steps, key, request])
+            if not active:
+                return
+            time.sleep(self.step_seconds)
+            for entry in active:
+                entry[0] -= 1
+            done = [entry for entry in active if entry[0] <= 0]
+            active = [entry for entry in active if entry[0] > 0]
+            for _, key, request in done:
+                yield key, self.generate([request], sampling)[0]

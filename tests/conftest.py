@@ -137,7 +137,9 @@ def tiny_trained_model() -> Path:
 def ray_worker_env() -> dict[str, str]:
     """What Ray workers need to unpickle test engines and find the vocabulary."""
     return {
-        "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")]),
+        "PYTHONPATH": os.pathsep.join(
+            [str(ROOT / "tests"), str(SCRIPTS), os.environ.get("PYTHONPATH", "")]
+        ),
         "TIKTOKEN_ENCODINGS_BASE": os.environ["TIKTOKEN_ENCODINGS_BASE"],
         **VLLM_TEST_ENV,
     }

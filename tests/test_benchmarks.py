@@ -16,6 +16,7 @@ SMOKED = {
     "bench_run_scale.py": "test_run_scale_smoke",
     "bench_scale.py": "test_history_scale_smoke",
     "bench_report.py": "test_report_bench_smoke",
+    "bench_ray.py": "test_ray_bench_smoke",
     "bench.py": "test_bench_smoke_on_the_real_engine (integration); --engine openai in "
     "tests/integration/test_other_engines_real.py",
     "bench_t1.py": "test_bench_smoke_on_the_real_engine (integration), through bench.py",
@@ -70,6 +71,17 @@ def test_report_bench_smoke(tmp_path):
     bench(SCRIPTS / "bench_report.py", "--smoke", "--dir", tmp_path / "out", "--json", report_path)
     result = json.loads(report_path.read_text())
     assert result["rows"] == 2000 and result["page_bytes"] > 0
+
+
+def test_ray_bench_smoke(tmp_path, local_ray):
+    import bench_ray
+
+    report_path = tmp_path / "ray.json"
+    assert bench_ray.main(["--smoke", "--json", str(report_path)]) == 0
+    report = json.loads(report_path.read_text())
+    assert report["labels"] == 600
+    assert report["local"]["labels"] == report["ray"]["labels"] == 600
+    assert report["ratio"] > 0 and report["engine_limit_per_second"] > 0
 
 
 @pytest.mark.integration
