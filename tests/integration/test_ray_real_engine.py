@@ -48,3 +48,63 @@ def test_ray_runner_with_the_real_engine_matches_a_local_run(
               read_output(tmp_path / "ray").to_pylist()}  # fmt: skip
     agree = sum(remote[(r["source_file"], r["source_row"])] == r["label"] for r in local)
     assert agree >= 28
+
+
+def _actor_pids() -> list[int]:
+    """Processes of engine actors (Ray names them after the actor's class and method)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                    command = handle.read()
+            except OSError:
+                continue
+            if command.startswith(b"ray::LabelActor"):
+                found.append(int(entry))
+    return found
+
+
+def test_two_real_actors_on_an_s3_input_survive_one_being_killed(
+    tmp_path, tiny_trained_model, s3_server
+):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import VLLM_TEST_ENV
+    from helpers import table_version
+
+    root = f"s3://{s3_server.bucket()}/in"
+    for shard in range(2):
+        s3_server.put_parquet(f"{root}/s{shard}.parquet", {
+            "id": [f"{shard}-{i}" for i in range(16)],
+            "text": [f"win a prize {i}, reply now {shard}" if i % 4 == 0
+                     else f"lunch at {i}? shard {shard}" for i in range(16)],
+        })  # fmt: skip
+    output = tmp_path / "out"
+    command = [
+        sys.executable, "-m", "batch.cli", "label", "--input", root, "--output", str(output),
+        "--policy", str(POLICIES / "spam.md"), "--model", str(tiny_trained_model),
+        "--temperature", "0", "--max-tokens", "96", "--max-model-len", "4096",
+        "--chunk-size", "4", "--batch-size", "4", "--runner", "ray", "--replicas", "2",
+    ]  # fmt: skip
+    paths = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, **VLLM_TEST_ENV, "PYTHONPATH": paths}
+    job = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and job.poll() is None:
+        if table_version(output) >= 2 and len(_actor_pids()) == 2:
+            break
+        time.sleep(0.2)
+    pids = _actor_pids()
+    assert job.poll() is None and len(pids) == 2, "the run ended before an actor could be killed"
+    os.kill(pids[0], signal.SIGKILL)  # one engine actor's process, mid-run
+    _, err = job.communicate(timeout=900)
+    assert job.returncode == 0, err[-3000:]
+    assert "died" in err  # the driver saw it and gave its chunks to a new actor
+    found = keys(output)
+    expected = {(f"s{s}.parquet", r, "spam") for s in range(2) for r in range(16)}
+    assert set(found) == expected and max(found.values()) == 1
