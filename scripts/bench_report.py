@@ -114,7 +114,7 @@ import json, sys, time
 sys.path.insert(0, sys.argv[3])
 started = time.perf_counter()
 if sys.argv[1] == "report":
-    from batch.reports.report import write_report
+    from batch.reports.html.page import write_report
     write_report(sys.argv[2], sys.argv[2] + "/_report.html")
 else:
     import polars as pl

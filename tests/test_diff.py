@@ -12,7 +12,7 @@ from batch.cli import cli
 from batch.engine.scripted import ScriptedEngine
 from batch.output.labels import scan_labels
 from batch.policy.files import load_policies
-from batch.reports.diff import DiffError, LabelSet, diff_outputs, load_label_set
+from batch.reports.diff.compare import DiffError, LabelSet, diff_outputs, load_label_set
 from batch.reports.intervals import wilson_interval
 
 TEXTS = [f"item {i}" for i in range(20)]

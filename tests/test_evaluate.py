@@ -4,9 +4,9 @@ import pyarrow as pa
 import pytest
 from conftest import write_parquet
 
-from batch.reports.eval_render import to_markdown
-from batch.reports.evaluate import evaluate
-from batch.reports.metrics import score
+from batch.reports.evaluation.evaluate import evaluate
+from batch.reports.evaluation.metrics import score
+from batch.reports.evaluation.render import to_markdown
 
 
 def write_labels(out, rows):
@@ -160,7 +160,7 @@ def test_bootstrap_intervals_match_a_naive_resampling_with_scikit_learn():
     import numpy as np
     from sklearn import metrics
 
-    from batch.reports.metrics import _RESAMPLES_PER_BLOCK, bootstrap
+    from batch.reports.evaluation.metrics import _RESAMPLES_PER_BLOCK, bootstrap
 
     rng = np.random.default_rng(1)
     pred = {"a": rng.integers(0, 2, 60), "b": rng.integers(0, 2, 60)}
@@ -204,7 +204,7 @@ def test_intervals_are_seeded_and_bracket_the_estimate(tmp_path):
 
 
 def test_png_holds_the_confusion_matrices(tmp_path):
-    from batch.reports.eval_render import to_png
+    from batch.reports.evaluation.render import to_png
 
     write_labels(tmp_path / "labels", [("1", "spam", "ok", True, 0), ("2", "hate", "ok", False, 0)])
     gold = write_parquet(tmp_path / "g.parquet", {"id": ["1", "2"], "spam": [1, 0], "hate": [0, 1]})

@@ -20,7 +20,7 @@ from batch.engine.scripted import ScriptedEngine
 from batch.errors import InputError, UsageError
 from batch.flow.sources import known_unchanged, resolve_sources
 from batch.output.index import Index
-from batch.reports.diff import LabelSet, diff_outputs
+from batch.reports.diff.compare import LabelSet, diff_outputs
 from batch.reports.verify import verify
 
 SPAM = str(POLICIES / "spam.md")

@@ -17,8 +17,8 @@ from batch.errors import EXIT_BAD_INPUT
 from batch.policy.files import load_policies
 from batch.prefilter.model import load, save
 from batch.prefilter.train import train_prefilter
-from batch.reports import report_data
-from batch.reports.report import CSP, build_report, render_html
+from batch.reports.html import data as report_data
+from batch.reports.html.page import CSP, build_report, render_html
 
 
 class Figures(HTMLParser):

@@ -14,7 +14,7 @@ from helpers import answering, run
 from test_report import answers
 
 from batch.policy.files import load_policies
-from batch.reports.report import write_report
+from batch.reports.html.page import write_report
 
 sys.path.insert(0, str(ROOT / "scripts"))
 from headless import find_chromium, open_page  # noqa: E402

@@ -13,7 +13,7 @@ from helpers import make_config, read_output, run, well_formed
 from batch.engine.base import FLOOR, Completion
 from batch.engine.scripted import ScriptedEngine, harmony_completion
 from batch.flow.score import score_tokens, verdict_position, verdict_score
-from batch.reports.score_metrics import (
+from batch.reports.evaluation.score_metrics import (
     calibration,
     operating_point,
     pr_auc,
@@ -160,7 +160,7 @@ def test_eval_reports_ranking_and_calibration_with_a_target(tmp_path, policies):
 
     engine = ScriptedEngine(confident_on_gold, confidence=sure)
     run([folder], policies[:1], tmp_path / "out", engine)
-    from batch.reports.evaluate import evaluate
+    from batch.reports.evaluation.evaluate import evaluate
 
     report = evaluate(tmp_path / "out", folder, resamples=0, targets=(1.0, None))
     spam = report["per_policy"]["spam"]

@@ -24,7 +24,7 @@ def write_page(
     output: str, html_path: str | None, gold: str | None = None, **options: Any
 ) -> dict[str, Any]:
     """Build the page for ``output``, write it (default: beside the table) and say where."""
-    from batch.reports.report import write_report
+    from batch.reports.html.page import write_report
 
     path = html_path or str(Path(output) / DEFAULT_PAGE)
     data = write_report(output, path, gold, **options)

@@ -106,8 +106,8 @@ def diff(
     twice compares two of its versions (--old-version) or two slices (--old-where).
     """
     from batch.job.pairs import parse_pairs
-    from batch.reports.diff import LabelSet, diff_outputs
-    from batch.reports.diff_markdown import to_markdown
+    from batch.reports.diff.compare import LabelSet, diff_outputs
+    from batch.reports.diff.markdown import to_markdown
 
     olds = parse_pairs(old_where, "COLUMN=VALUE (--old-where)")
     news = parse_pairs(new_where, "COLUMN=VALUE (--new-where)")
@@ -195,8 +195,8 @@ def eval_command(
     if target_recall is not None and target_precision is not None:
         raise click.UsageError("give --target-recall or --target-precision, not both")
     from batch.job.pairs import parse_pairs
-    from batch.reports.eval_render import to_markdown, to_png
-    from batch.reports.evaluate import evaluate
+    from batch.reports.evaluation.evaluate import evaluate
+    from batch.reports.evaluation.render import to_markdown, to_png
 
     mapping = parse_pairs(gold_columns, "POLICY_ID=COLUMN (--gold-column)")
     targets = (target_recall, target_precision)

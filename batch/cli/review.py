@@ -57,8 +57,8 @@ def export_command(
     output: str,
 ) -> None:
     """Write labels for human review, with a blank decision column."""
-    from batch.reports.review_export import Selection, select_for_review, with_texts
-    from batch.reports.review_files import review_format, write_review
+    from batch.reports.review.export import Selection, select_for_review, with_texts
+    from batch.reports.review.files import review_format, write_review
 
     review_format(output)  # a wrong extension fails before any work
     chosen = [Selection.parse(text, limit) for text in select]
@@ -92,7 +92,7 @@ def import_command(
     from pathlib import Path
 
     from batch.output.write import write_text_atomic
-    from batch.reports.review_import import (
+    from batch.reports.review.imports import (
         gold_table,
         import_summary,
         policy_tests,

@@ -19,8 +19,8 @@ from batch.job.options import LabelOptions
 from batch.output.layout import candidate_path, diff_path
 from batch.output.table import LabelTable
 from batch.output.write import write_json_atomic, write_text_atomic
-from batch.reports.diff import LabelSet, diff_outputs
-from batch.reports.diff_markdown import to_markdown
+from batch.reports.diff.compare import LabelSet, diff_outputs
+from batch.reports.diff.markdown import to_markdown
 from batch.runners.run import new_run_id
 
 Label = Callable[..., tuple[int, Any]]  # run_label's shape: (options, command, spec, say)

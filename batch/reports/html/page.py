@@ -12,10 +12,10 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from batch.reports.report_data import table_summary
-from batch.reports.report_review import eval_section, relabel_section
-from batch.reports.report_runs import read_diffs, read_runs
-from batch.reports.report_sections import overview, policy_section, runs_section
+from batch.reports.html.data import table_summary
+from batch.reports.html.review import eval_section, relabel_section
+from batch.reports.html.runs import read_diffs, read_runs
+from batch.reports.html.sections import overview, policy_section, runs_section
 
 # Nothing may be fetched: styles and images only from the page itself.
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
@@ -41,7 +41,7 @@ def build_report(
     diffs, bad_diffs = read_diffs(output)
     evaluation = None
     if gold is not None:
-        from batch.reports.evaluate import evaluate
+        from batch.reports.evaluation.evaluate import evaluate
 
         evaluation = evaluate(output, gold, gold_columns, id_column)
     return {

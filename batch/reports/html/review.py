@@ -5,7 +5,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from batch.reports.report_sections import figure, pct, table
+from batch.reports.html.sections import figure, pct, table
 
 
 def _matrix(matrix: dict[str, dict[str, int]]) -> str:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from html import escape
 from typing import Any
 
-from batch.reports import svg
+from batch.reports.html import svg
 
 
 def _fmt(value: Any, spec: str = ",") -> str:

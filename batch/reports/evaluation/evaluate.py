@@ -18,8 +18,14 @@ from batch.errors import UsageError
 from batch.flow.read import parquet_pattern
 from batch.output.labels import latest_per, require_table
 from batch.output.table import reading
-from batch.reports.metrics import DEFAULT_RESAMPLES, PolicyScores, bootstrap, ratio, score
-from batch.reports.score_metrics import score_quality
+from batch.reports.evaluation.metrics import (
+    DEFAULT_RESAMPLES,
+    PolicyScores,
+    bootstrap,
+    ratio,
+    score,
+)
+from batch.reports.evaluation.score_metrics import score_quality
 
 
 def latest_labels_by_id(labels_dir: str | Path) -> pl.DataFrame:

@@ -16,7 +16,7 @@ import polars as pl
 from batch.errors import UsageError
 from batch.output.labels import require_table
 from batch.output.table import reading
-from batch.reports.review_files import DOES_NOT, VIOLATES, read_decisions
+from batch.reports.review.files import DOES_NOT, VIOLATES, read_decisions
 
 YES = {"1", "true", "yes", "y", VIOLATES}
 NO = {"0", "false", "no", "n", DOES_NOT}

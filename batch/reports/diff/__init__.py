@@ -1,0 +1,1 @@
+"""What changed between two label sets: flip matrices, rates, examples, Markdown."""

@@ -1,0 +1,1 @@
+"""Evaluation against gold labels: metrics with intervals, score curves, their rendering."""
