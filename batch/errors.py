@@ -1,4 +1,4 @@
-"""Failures a user can fix, as plain exceptions that carry their exit code (README: "Exit codes").
+"""Failures a user can fix, as plain exceptions that carry their exit code (docs/exit-codes.md).
 
 The library raises these; only the command line turns them into a one-line message and an
 exit status, so the library stays usable without click.

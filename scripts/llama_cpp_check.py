@@ -11,7 +11,7 @@ release (``convert_hf_to_gguf.py``), from the served model directory
 (``scripts/served_model.py``: real gpt-oss weights ship their own tokenizer). The server takes
 prompts as text only, so the job sends the rendered harmony text on the raw completions
 endpoint (``mode: text`` in the manifest) and scores are null. Too long to build in CI: this
-script is how the README's llama.cpp recipe was checked.
+script is how the llama.cpp recipe in docs/engines.md was checked.
 """
 
 from __future__ import annotations

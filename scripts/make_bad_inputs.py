@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Write a folder of deliberately awkward and broken Parquet inputs (README: "Bad input").
+"""Write a folder of deliberately awkward and broken Parquet inputs (docs/bad-input.md).
 
     python scripts/make_bad_inputs.py OUT_DIR
 

@@ -1,6 +1,6 @@
 """The package's shape, checked: layers point down, no import circles, small modules.
 
-The folder tree is the architecture (README "Layout"); these tests keep it that way.
+The folder tree is the architecture (docs/layout.md); these tests keep it that way.
 """
 
 from __future__ import annotations

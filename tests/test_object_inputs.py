@@ -4,16 +4,13 @@ server on loopback), reached through the standard AWS variables as a site's MinI
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
-from conftest import POLICIES, ROOT
-from helpers import make_config, rows_of, run, table_version
+from conftest import POLICIES
+from helpers import make_config, rows_of, run, scripted_process, table_version
 
 from batch.cli import cli
 from batch.engine.scripted import ScriptedEngine
@@ -114,9 +111,9 @@ def test_a_shrunk_object_keeps_no_label_of_its_vanished_rows(tmp_path, s3_server
     root = f"s3://{s3_server.bucket()}/in"
     texts(s3_server, f"{root}/s.parquet", [f"message {i}" for i in range(10)])
     output = tmp_path / "out"
-    assert _scripted(root, output).returncode == 0
+    assert scripted_process(root, output).returncode == 0
     texts(s3_server, f"{root}/s.parquet", [f"message {i}" for i in range(6)])
-    assert _scripted(root, output).returncode == 0
+    assert scripted_process(root, output).returncode == 0
     keys = [(r["source_file"], r["source_row"], r["policy_id"]) for r in rows_of(output)]
     assert len(keys) == len(set(keys)) == 6 * 2
 
@@ -126,10 +123,10 @@ def test_a_run_killed_mid_way_is_finished_by_a_rerun_with_every_row_once(tmp_pat
     for shard in range(3):
         texts(s3_server, f"{root}/s{shard}.parquet", [f"m {shard} {i}" for i in range(8)])
     output = tmp_path / "out"
-    killed = _scripted(root, output, "--die-after-commits", "3")
+    killed = scripted_process(root, output, "--die-after-commits", "3")
     assert killed.returncode == 137
     assert 0 < len(rows_of(output)) < 48
-    assert _scripted(root, output).returncode == 0
+    assert scripted_process(root, output).returncode == 0
     keys = [(r["source_file"], r["source_row"], r["policy_id"]) for r in rows_of(output)]
     assert len(keys) == len(set(keys)) == 3 * 8 * 2
 
@@ -176,16 +173,6 @@ def test_a_table_on_object_storage_is_refused_clearly(tmp_path, s3_server):
     done = CliRunner().invoke(cli, [str(a) for a in args])
     assert done.exit_code == 2, done.output
     assert "must be a local (or mounted) folder for now" in done.output
-
-
-def _scripted(inputs, output, *extra):
-    """tests/scripted_job.py in its own process (two policies, chunks of 3 rows)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
-    return subprocess.run(
-        [sys.executable, str(ROOT / "tests" / "scripted_job.py"), str(inputs), str(output),
-         "--delay", "0", *extra],
-        capture_output=True, text=True, env=env, timeout=300,
-    )  # fmt: skip
 
 
 def test_texts_written_by_pyarrow_straight_to_the_store_are_read(tmp_path, s3_server, policies):

@@ -17,6 +17,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import POLICIES, ROOT, write_parquet, write_shards
 from helpers import answering, make_config, read_output, run, well_formed
+from helpers import scripted_process as scripted
 
 from batch.cli import cli
 from batch.engine.scripted import ScriptedEngine, harmony_completion
@@ -39,16 +40,6 @@ def verify_cli(inputs, output, *extra):
     for policy in BOTH:
         args += ["--policy", policy]
     return cli_run(*args)
-
-
-def scripted(inputs, output, *extra):
-    """tests/scripted_job.py in its own process (two policies, chunks of 3 rows)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
-    return subprocess.run(
-        [sys.executable, str(ROOT / "tests" / "scripted_job.py"), str(inputs), str(output),
-         "--delay", "0", *extra],
-        capture_output=True, text=True, env=env, timeout=300,
-    )  # fmt: skip
 
 
 def texts(folder: Path, name: str, rows: list[str]) -> Path:

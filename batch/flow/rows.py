@@ -1,4 +1,4 @@
-"""Output rows: one per decided (row, policy), with every column the README documents."""
+"""Output rows: one per decided (row, policy), with every column docs/output.md documents."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The output table: one row per (input row, policy). README.md documents every column."""
+"""The output table: one row per (input row, policy). docs/output.md documents every column."""
 
 from __future__ import annotations
 
