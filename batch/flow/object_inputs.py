@@ -12,35 +12,40 @@ from batch.flow.names import hidden, is_parquet
 
 
 def object_matches(spec: str) -> tuple[list[str], str]:
-    """``_matches`` for a URI: an object, a prefix (a folder) or a glob under one."""
+    """``_matches`` for a URI: an object, a prefix (a folder) or a glob under one; the store
+    is listed once."""
     objects.check_uri(spec)
     if glob.has_magic(spec):
         head, pattern = _split_uri_glob(spec)
-        found = []
-        for uri in objects.list_files(head):
-            below = uri[len(head) :].strip("/").split("/")
-            if any(hidden(part) for part in below):
-                continue
-            whole = _parts_match(below, pattern)
-            if whole or (_folder_matches(below[:-1], pattern) and is_parquet(below[-1])):
-                found.append(uri)
+        found = [
+            uri
+            for uri, below in _visible(head, objects.list_files(head))
+            if _parts_match(below, pattern)
+            or (_folder_matches(below[:-1], pattern) and is_parquet(below[-1]))
+        ]
         if not found:
             raise InputError(f"{spec}: pattern matches no Parquet files")
         return found, head
-    kind = objects.kind(spec)
-    if kind == "file":
+    if objects.is_object(spec):
         return [spec], spec.rstrip("/").rsplit("/", 1)[0]
-    if kind == "missing":
-        raise InputError(f"{spec}: no such object or prefix")
     root = spec.rstrip("/")
-    found = []
-    for uri in objects.list_files(root):
-        below = uri[len(root) :].strip("/").split("/")
-        if not any(hidden(part) for part in below) and is_parquet(below[-1]):
-            found.append(uri)
+    listed = objects.list_files(root)
+    if not listed:
+        raise InputError(f"{spec}: no such object or prefix")
+    found = [uri for uri, below in _visible(root, listed) if is_parquet(below[-1])]
     if not found:
         raise InputError(f"{spec}: prefix holds no Parquet files")
     return found, root
+
+
+def _visible(root: str, uris: list[str]) -> list[tuple[str, list[str]]]:
+    """Objects listed below a prefix, with their key's parts below it; hidden names left out."""
+    listed = []
+    for uri in uris:
+        below = uri[len(root) :].strip("/").split("/")
+        if not any(hidden(part) for part in below):
+            listed.append((uri, below))
+    return listed
 
 
 def _split_uri_glob(spec: str) -> tuple[str, list[str]]:

@@ -67,10 +67,6 @@ def resolve(uri: str) -> tuple[Any, str]:
     return _filesystem(parts.scheme.lower(), parts.netloc), path
 
 
-def join(root: str, *names: str) -> str:
-    return "/".join([root.rstrip("/"), *names])
-
-
 def list_files(uri: str) -> list[str]:
     """Every object below a prefix (at any depth), as URIs, sorted; [] when there is none."""
     from pyarrow import fs
@@ -85,33 +81,45 @@ def list_files(uri: str) -> list[str]:
     return sorted(f"{scheme}://{info.path}" for info in infos if info.type == fs.FileType.File)
 
 
-def kind(uri: str) -> str:
-    """``file``, ``folder`` (a prefix with objects below it) or ``missing``."""
+def is_object(uri: str) -> bool:
+    """Whether ``uri`` names one object (else it may be a prefix)."""
     from pyarrow import fs
 
     filesystem, path = resolve(uri)
     try:
-        info = filesystem.get_file_info(path)
+        return filesystem.get_file_info(path).type == fs.FileType.File
     except OSError as exc:
         raise InputError(f"{uri}: cannot reach ({exc})") from exc
-    if info.type == fs.FileType.File:
-        return "file"
-    return "folder" if list_files(uri) else "missing"
 
 
 def stat(uri: str) -> ObjectStat:
-    """Size, modification time and ETag (one HEAD request)."""
+    """Size, modification time and ETag, from one HEAD request's headers."""
     filesystem, path = resolve(uri)
     try:
         with filesystem.open_input_file(path) as handle:
-            headers = handle.metadata()
+            headers = {_text(k): _text(v) for k, v in handle.metadata().items()}
             size = handle.size()
-        info = filesystem.get_file_info(path)
+        mtime_ns = _iso_ns(headers.get("Last-Modified", ""))
+        if mtime_ns is None:  # a store that names the time otherwise: one more request
+            mtime_ns = filesystem.get_file_info(path).mtime_ns
     except OSError as exc:
         raise InputError(f"{uri}: cannot read ({exc})") from exc
-    etag = headers.get("ETag", headers.get(b"ETag", b""))
-    etag = etag.decode() if isinstance(etag, bytes) else str(etag)
-    return ObjectStat(size, int(info.mtime_ns or 0), etag.strip('"'))
+    return ObjectStat(size, int(mtime_ns or 0), headers.get("ETag", "").strip('"'))
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _iso_ns(stamp: str) -> int | None:
+    """pyarrow's ISO 8601 ``Last-Modified`` as nanoseconds since the epoch (None if not)."""
+    from datetime import datetime
+
+    try:
+        moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
 
 
 def open_random(uri: str) -> Any:
