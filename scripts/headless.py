@@ -1,11 +1,13 @@
 """Open an HTML page in headless Chromium and report what happened, over the DevTools pipe.
 
-    python scripts/headless.py PAGE.html [--screenshot PNG] [--chromium PATH]
+    python scripts/headless.py PAGE.html [--screenshot PNG] [--sections DIR] [--width 1280]
 
-Prints JSON: the console messages and exceptions, every network request the page made, and
-every ``data-figure`` element's key and value. Talks the Chrome DevTools Protocol over
-``--remote-debugging-pipe`` (file descriptors 3 and 4), so it needs no driver, no port and no
-Python package beyond the standard library. Used by the report's browser test and the demo.
+Prints JSON: the console messages and exceptions, every network request the page made,
+every ``data-figure`` element's key and value, and the layout at the window's width (the
+page's scroll width, elements wider than the window outside a scrolling box, section boxes).
+Talks the Chrome DevTools Protocol over ``--remote-debugging-pipe`` (file descriptors 3 and
+4), so it needs no driver, no port and no Python package beyond the standard library. Used by
+the report's browser test and the demo.
 """
 
 from __future__ import annotations
@@ -33,6 +35,19 @@ FIGURES = (
     "JSON.stringify(Array.from(document.querySelectorAll('[data-figure]'))"
     ".map(e => [e.dataset.figure, e.dataset.value]))"
 )
+
+# The page's width as laid out, every element wider than the window, and each section's box.
+LAYOUT = """JSON.stringify({
+  scroll_width: Math.max(document.documentElement.scrollWidth, document.body.scrollWidth),
+  overflowing: Array.from(document.querySelectorAll('body *'))
+    .filter(e => e.getBoundingClientRect().right > window.innerWidth + 0.5
+                 && !e.closest('.scroll'))
+    .map(e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '')).slice(0, 20),
+  sections: Object.fromEntries(Array.from(document.querySelectorAll('section[id]')).map(e => {
+    const r = e.getBoundingClientRect();
+    return [e.id, {x: r.left + scrollX, y: r.top + scrollY, width: r.width, height: r.height}];
+  })),
+})"""
 
 
 def find_chromium() -> str | None:
@@ -123,8 +138,23 @@ def _problems(events: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
     return console, requests
 
 
-def open_page(page: Path, screenshot: Path | None = None, chromium: str | None = None) -> dict:
-    """Load ``page``; return its console problems, requests and figures (and screenshot it)."""
+def _evaluate(browser: Browser, session: str, expression: str) -> Any:
+    return browser.send("Runtime.evaluate", session, expression=expression, returnByValue=True)[
+        "result"
+    ]["value"]
+
+
+def open_page(
+    page: Path,
+    screenshot: Path | None = None,
+    chromium: str | None = None,
+    width: int = 1280,
+    sections_to: Path | None = None,
+) -> dict:
+    """Load ``page`` in a ``width``-px window; return its console problems, requests, figures
+    and layout (the page's scroll width, each section's box), and screenshot it whole and,
+    into ``sections_to``, one PNG per ``<section id=...>``."""
+    shots: list[str] = []
     executable = chromium or find_chromium()
     if executable is None:
         raise FileNotFoundError("no chromium on PATH (Debian: apt-get install chromium)")
@@ -140,12 +170,22 @@ def open_page(page: Path, screenshot: Path | None = None, chromium: str | None =
             url = page.resolve().as_uri()
             browser.send("Page.navigate", sid, url=url)
             browser.wait_for("Page.loadEventFired")
+            browser.send("Emulation.setDeviceMetricsOverride", sid, width=width, height=900,
+                         deviceScaleFactor=1, mobile=False)  # fmt: skip
             figures = browser.send("Runtime.evaluate", sid, expression=FIGURES, returnByValue=True)
+            layout = json.loads(_evaluate(browser, sid, LAYOUT))
             if screenshot:
-                browser.send("Emulation.setDeviceMetricsOverride", sid, width=1200, height=900,
-                             deviceScaleFactor=1, mobile=False)  # fmt: skip
                 shot = browser.send("Page.captureScreenshot", sid, captureBeyondViewport=True)
                 screenshot.write_bytes(base64.b64decode(shot["data"]))
+            if sections_to:
+                sections_to.mkdir(parents=True, exist_ok=True)
+                for name, box in layout["sections"].items():
+                    clip = {**box, "scale": 1}
+                    shot = browser.send("Page.captureScreenshot", sid, clip=clip,
+                                        captureBeyondViewport=True)  # fmt: skip
+                    path = sections_to / f"{name}.png"
+                    path.write_bytes(base64.b64decode(shot["data"]))
+                    shots.append(str(path))
         finally:
             browser.close()
     console, requests = _problems(browser.events)
@@ -154,6 +194,11 @@ def open_page(page: Path, screenshot: Path | None = None, chromium: str | None =
         "console": console,
         "requests": [r for r in requests if r != url],
         "figures": dict(json.loads(figures["result"]["value"])),
+        "width": width,
+        "scroll_width": layout["scroll_width"],
+        "overflowing": layout["overflowing"],
+        "sections": layout["sections"],
+        "section_screenshots": shots,
     }
 
 
@@ -162,8 +207,11 @@ def main() -> None:
     parser.add_argument("page", type=Path)
     parser.add_argument("--screenshot", type=Path, default=None)
     parser.add_argument("--chromium", default=None)
+    parser.add_argument("--width", type=int, default=1280)
+    parser.add_argument("--sections", type=Path, default=None, help="one PNG per section here")
     args = parser.parse_args()
-    print(json.dumps(open_page(args.page, args.screenshot, args.chromium), indent=2))
+    seen = open_page(args.page, args.screenshot, args.chromium, args.width, args.sections)
+    print(json.dumps(seen, indent=2))
 
 
 if __name__ == "__main__":

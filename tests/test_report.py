@@ -225,3 +225,115 @@ def test_a_corrupt_data_file_is_a_clear_error_not_a_panic(labelled):
     for args in commands:
         result = CliRunner().invoke(cli, args)
         assert result.exit_code == 2 and "a data file cannot be read" in result.output, args
+
+
+def _varied(flip_weird: bool = False):
+    """Spam '1' for prize texts, garbage (or, with ``flip_weird``, '1') for weird ones; each
+    request's confidence varies with its text, so scores spread over [0.5, 1)."""
+    from batch.engine.scripted import ScriptedEngine
+    from batch.vocab import load_encoding
+
+    encoding = load_encoding()
+
+    def respond(request):
+        prompt = encoding.decode(list(request.prompt_token_ids))
+        if "# Harassment and Hate Policy" in prompt:
+            return '{"violation": 0, "policy_category": null, "rationale": "Fine."}'
+        text = prompt.rsplit("user<|message|>", 1)[1]
+        if "weird" in text:
+            return "1" if flip_weird else "garbage"
+        return "1" if "prize" in text else "0"
+
+    def confidence(request):
+        return 0.5 + (sum(request.prompt_token_ids[-12:]) % 50) / 100
+
+    return ScriptedEngine(respond, confidence=confidence)
+
+
+@pytest.fixture
+def varied(tmp_path):
+    policies = load_policies([POLICIES / "spam.md", POLICIES / "harassment.md"])
+    texts = [f"{kind} {i}" for i in range(8) for kind in ("prize <b>x</b>", "weird", "hello")]
+    write_parquet(tmp_path / "in" / "a.parquet", {"id": [f"r{i}" for i in range(len(texts))],
+                  "text": texts})  # fmt: skip
+    run([tmp_path / "in"], policies, tmp_path / "out", _varied())
+    return tmp_path
+
+
+def test_examples_are_the_top_violations_the_most_uncertain_and_failures_with_their_text(varied):
+    out = varied / "out"
+    data = build_report(out, threshold=0.6)
+    spam = next(p for p in data["policies"] if p["policy_id"] == "spam")
+    rows = pl.read_delta(str(out)).filter(pl.col("policy_id") == "spam")
+    by_kind: dict[str, list] = {}
+    for example in spam["examples"]:
+        by_kind.setdefault(example["kind"], []).append(example)
+    ok = rows.filter(pl.col("status") == "ok")
+    top = ok.filter(pl.col("violation")).sort("score", descending=True)["score"].head(5)
+    assert [e["score"] for e in by_kind["violation"]] == top.to_list()
+    nearest = sorted(abs(s - 0.6) for s in ok["score"])[:5]
+    assert sorted(abs(e["score"] - 0.6) for e in by_kind["uncertain"]) == nearest
+    assert len(by_kind["failure"]) == 5 and {e["status"] for e in by_kind["failure"]} == {
+        "parse_error"
+    }
+    kinds = ["prize <b>x</b>", "weird", "hello"]
+    for example in spam["examples"]:  # the text read back from the source file
+        row = int(example["id"][1:])
+        assert example["text"] == f"{kinds[row % 3]} {row // 3}"
+    page = render_html(data)
+    assert "prize &lt;b&gt;x&lt;/b&gt;" in page and "prize <b>x</b>" not in page
+    assert figures_of(page).figures["spam.examples.violation"] == "5"
+
+
+def test_the_last_runs_changes_count_new_relabelled_and_flipped_rows(varied):
+    out = varied / "out"
+    assert build_report(out)["changes"] is None  # one run: nothing to compare
+    before = pl.read_delta(str(out))
+    policies = load_policies([POLICIES / "spam.md", POLICIES / "harassment.md"])
+    write_parquet(varied / "in" / "b.parquet", {"id": ["n0", "n1"], "text": ["new", "prize"]})
+    run([varied / "in"], policies, out, _varied(flip_weird=True))  # retries the 8 failures
+    changes = build_report(out)["changes"]
+    spam = next(p for p in changes["policies"] if p["policy_id"] == "spam")
+    failed = before.filter((pl.col("policy_id") == "spam") & (pl.col("status") != "ok")).height
+    assert failed == 8
+    assert (spam["written"], spam["new"], spam["relabelled"], spam["flips"]) == (10, 2, 8, 8)
+    assert spam["matrix"] == {"parse_error": {"1": 8}} and spam["removed"] == 0
+    harassment = next(p for p in changes["policies"] if p["policy_id"] == "harassment")
+    assert (harassment["new"], harassment["relabelled"]) == (2, 0)
+    shown = figures_of(render_html(build_report(out))).figures
+    assert shown["changes.spam.flips"] == "8" and shown["changes.spam.relabelled"] == "8"
+
+
+def test_a_shrunk_file_shows_as_rows_removed(varied):
+    out = varied / "out"
+    policies = load_policies([POLICIES / "spam.md"])
+    write_parquet(varied / "in" / "a.parquet", {"id": ["r0", "r1"], "text": ["prize 0", "x"]})
+    run([varied / "in"], policies, out, _varied())
+    spam = build_report(out)["changes"]["policies"][0]
+    assert spam["policy_id"] == "spam" and spam["removed"] == 22 and spam["written"] == 2
+
+
+def test_the_trend_shows_violation_and_failure_rates_per_run(varied):
+    out = varied / "out"
+    policies = load_policies([POLICIES / "spam.md", POLICIES / "harassment.md"])
+    run([varied / "in"], policies, out, _varied(flip_weird=True))
+    spam = next(p for p in build_report(out)["policies"] if p["policy_id"] == "spam")
+    first, second = spam["runs"]
+    assert (first["failures"], first["rows"], first["failure_rate"]) == (0, 16, 0.0)
+    assert (second["rows"], second["violations"], second["violation_rate"]) == (8, 8, 1.0)
+    page = render_html(build_report(out))
+    assert "violation rate" in page and "failure rate" in page
+    assert figures_of(page).figures[f"spam.run.{first['run_id']}.failures"] == "0"
+
+
+def test_the_histogram_has_axes_counts_and_the_threshold():
+    from batch.reports.html import svg
+
+    counts = [0] * 20
+    counts[3], counts[19] = 7, 1_234_567
+    chart = svg.histogram(counts, "spam scores", threshold=0.7)
+    assert ">1.2M</text>" in chart and ">7</text>" in chart  # bar counts
+    assert ">score</text>" in chart and ">0.25</text>" in chart and ">2.0M</text>" in chart
+    assert "threshold 0.7" in chart and 'stroke-dasharray="4 3"' in chart
+    x = 44 + (560 - 44 - 8) * 0.7
+    assert f'x1="{x:.1f}"' in chart

@@ -49,6 +49,13 @@ def write_page(
 )
 @GOLD_COLUMN_OPTION
 @ID_COLUMN_OPTION
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.5,
+    show_default=True,
+    help="The score the 'most uncertain' examples are nearest to, marked on the histogram.",
+)
 @JSON_OPTION
 def report(
     output: str,
@@ -56,10 +63,12 @@ def report(
     gold: str | None,
     gold_columns: tuple[str, ...],
     id_column: str,
+    threshold: float,
     json_path: str | None,
 ) -> None:
     """Write one self-contained HTML page about an output: per policy its rows, violation
-    rate, statuses, label origins, prefilter routing and trend; per run its tokens,
+    rate, statuses, label origins, prefilter routing, score histogram, example rows with
+    their text and rationale, and trend; what the last run changed; per run its tokens,
     throughput and engine time; relabel flips with examples; eval against gold if given.
 
     The page needs no network and no script: it opens on an air-gapped laptop.
@@ -67,5 +76,8 @@ def report(
     from batch.job.pairs import parse_pairs
 
     mapping = parse_pairs(gold_columns, "POLICY_ID=COLUMN (--gold-column)")
-    data = write_page(output, html_path, gold, gold_columns=mapping or None, id_column=id_column)
+    data = write_page(
+        output, html_path, gold, gold_columns=mapping or None, id_column=id_column,
+        threshold=threshold,
+    )  # fmt: skip
     write_json(json_path, data)

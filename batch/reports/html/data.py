@@ -15,7 +15,7 @@ from typing import Any
 import polars as pl
 
 from batch.output.labels import require_table
-from batch.output.schema import STATUSES
+from batch.output.schema import RETRYABLE, STATUSES
 from batch.output.table import reading
 from batch.reports.intervals import wilson_interval
 
@@ -83,18 +83,26 @@ def _rate(part: int, whole: int) -> dict[str, Any]:
     }
 
 
-def _per_run(frame: pl.LazyFrame) -> dict[str, list[dict[str, Any]]]:
-    """Per policy and run: the current labels the run wrote and their violation rate."""
+def _per_run(frame: pl.LazyFrame, order: pl.LazyFrame) -> dict[str, list[dict[str, Any]]]:
+    """Per policy and run: the current labels the run wrote, their violation rate (of ok
+    rows) and failure rate (rows without a verdict, which a rerun retries)."""
     ok = pl.col("status") == "ok"
     grouped = frame.group_by("policy_id", "run_id").agg(
         rows=_rows_where(),
         ok=_rows_where(ok),
         violations=_rows_where(ok & pl.col("violation").fill_null(False)),
+        failures=_rows_where(pl.col("status").is_in(list(RETRYABLE))),
     )
     found: dict[str, list[dict[str, Any]]] = {}
-    for row in _collect(grouped.sort("run_id")).iter_rows(named=True):
+    # in the order the runs labelled (a run id's time has whole seconds: two runs in one
+    # second would sort by their random suffix)
+    ordered = grouped.join(order, on="run_id", how="left").sort("first_labelled", "run_id")
+    for row in _collect(ordered.drop("first_labelled")).iter_rows(named=True):
         rate = row["violations"] / row["ok"] if row["ok"] else None
-        found.setdefault(row["policy_id"], []).append({**row, "violation_rate": rate})
+        failure_rate = row["failures"] / row["rows"] if row["rows"] else None
+        found.setdefault(row["policy_id"], []).append(
+            {**row, "violation_rate": rate, "failure_rate": failure_rate}
+        )
     return found
 
 
@@ -127,7 +135,12 @@ def _summary(output: str | Path) -> dict[str, Any]:
     frame = _collect(scan.select(grain).group_by(grain).agg(n=pl.len())).lazy()
     statuses = _counts(frame, "status", STATUSES)
     origins = _counts(frame, "origin", ORIGINS)
-    versions, runs = _versions(frame), _per_run(frame)
+    order = _collect(
+        scan.select("run_id", "labelled_at")
+        .group_by("run_id")
+        .agg(first_labelled=pl.min("labelled_at"))
+    ).lazy()
+    versions, runs = _versions(frame), _per_run(frame, order)
     histograms = _score_histograms(scan.select("policy_id", "score")) if "score" in names else {}
     policies = []
     for row in _totals(frame).iter_rows(named=True):

@@ -12,8 +12,10 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from batch.reports.html.changes import last_run_changes
 from batch.reports.html.data import table_summary
-from batch.reports.html.review import eval_section, relabel_section
+from batch.reports.html.examples import policy_examples
+from batch.reports.html.review import changes_section, eval_section, relabel_section
 from batch.reports.html.runs import read_diffs, read_runs
 from batch.reports.html.sections import overview, policy_section, runs_section
 
@@ -24,8 +26,10 @@ body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#1a
 h1{font-size:1.5em}h2{border-bottom:1px solid #cbd5e0;padding-bottom:.2em;margin-top:1.6em}
 table{border-collapse:collapse;margin:.5em 0;font-size:.9em}
 td,th{border:1px solid #e2e8f0;padding:.2em .5em;text-align:right;vertical-align:top}
-th{background:#f7fafc}table.examples td{text-align:left;max-width:28em}
-table.wide{display:block;overflow-x:auto;font-size:.75em}.big{font-size:1.1em}.note{color:#4a5568;font-size:.85em}
+th{background:#f7fafc}table.examples td,table.examples th{text-align:left}
+table.examples td{max-width:32em;overflow-wrap:anywhere}
+.scroll{overflow-x:auto;max-width:100%}table.wide{font-size:.75em}h4{margin:.8em 0 .2em}
+.big{font-size:1.1em}.note{color:#4a5568;font-size:.85em}
 code{background:#edf2f7;padding:0 .2em}small{color:#4a5568}nav a{margin-right:1em}
 """
 
@@ -35,6 +39,7 @@ def build_report(
     gold: str | Path | None = None,
     gold_columns: dict[str, str] | None = None,
     id_column: str = "id",
+    threshold: float = 0.5,
 ) -> dict[str, Any]:
     """Everything the page shows, as data (also what ``--json`` writes)."""
     runs, bad_runs = read_runs(output)
@@ -44,10 +49,18 @@ def build_report(
         from batch.reports.evaluation.evaluate import evaluate
 
         evaluation = evaluate(output, gold, gold_columns, id_column)
+    summary = table_summary(output)
+    # the text column the newest run read, to show examples' content from their source files
+    text_column = next((r["text_column"] for r in reversed(runs) if r["text_column"]), "text")
+    examples = policy_examples(output, threshold, text_column) if summary["policies"] else {}
+    for policy in summary["policies"]:
+        policy["examples"] = examples.get(policy["policy_id"], [])
     return {
         "output": str(output),
         "generated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        **table_summary(output),
+        "threshold": threshold,
+        **summary,
+        "changes": last_run_changes(output) if summary["policies"] else None,
         "runs": runs,
         "diffs": diffs,
         "eval": evaluation,
@@ -61,9 +74,12 @@ def _header(data: dict[str, Any]) -> str:
         for p in data["policies"]
     )
     return (
+        '<section id="overview">'
         f"<h1>safeguard-batch report: <code>{escape(data['output'])}</code></h1>"
         f"<p>Table version {data['table_version']} · {len(data['runs'])} runs · generated "
-        f"{escape(data['generated_at'])}</p><nav>{nav}</nav>" + overview(data["policies"])
+        f"{escape(data['generated_at'])}</p><nav>{nav}</nav>"
+        + overview(data["policies"])
+        + "</section>"
     )
 
 
@@ -71,7 +87,8 @@ def _unreadable(data: dict[str, Any]) -> str:
     if not data["unreadable"]:
         return ""
     items = "".join(f"<li>{escape(line)}</li>" for line in data["unreadable"])
-    return f"<section><h2>Files that could not be read</h2><ul>{items}</ul></section>"
+    head = '<section id="unreadable"><h2>Files that could not be read</h2>'
+    return f"{head}<ul>{items}</ul></section>"
 
 
 def render_html(data: dict[str, Any]) -> str:
@@ -79,8 +96,9 @@ def render_html(data: dict[str, Any]) -> str:
     body = [_header(data)]
     if not data["policies"]:
         body.append("<p>The table holds no labels yet.</p>")
-    body += [policy_section(policy) for policy in data["policies"]]
+    body += [policy_section(policy, data["threshold"]) for policy in data["policies"]]
     body += [
+        changes_section(data["changes"]),
         runs_section(data["runs"]),
         relabel_section(data["diffs"]),
         eval_section(data["eval"]),

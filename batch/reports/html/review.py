@@ -1,4 +1,5 @@
-"""The HTML report's review sections: relabel flips with examples, and eval against gold."""
+"""The HTML report's review sections: what the last run changed, relabel flips with examples,
+and eval against gold."""
 
 from __future__ import annotations
 
@@ -50,11 +51,48 @@ def _diff_policy(run_id: str, policy: dict[str, Any]) -> str:
     return head + _matrix(policy.get("matrix") or {}) + shown
 
 
+def changes_section(changes: dict[str, Any] | None) -> str:
+    """Per policy, what the last run changed against the version before it began."""
+    if not changes:
+        return ""
+    run_id = escape(str(changes.get("run_id")))
+    head = '<section id="changes"><h2>What the last run changed</h2>'
+    if changes.get("unavailable"):
+        return (
+            f"{head}<p>Version {changes['old_version']}, before run <code>{run_id}</code>, "
+            f"cannot be read any more (vacuumed?): {escape(changes['unavailable'])}</p></section>"
+        )
+    rows, matrices = [], []
+    for p in changes["policies"]:
+        key = f"changes.{p['policy_id']}"
+        rows.append(
+            [
+                escape(p["policy_id"]),
+                figure(key + ".written", p["written"]),
+                figure(key + ".new", p["new"]),
+                figure(key + ".relabelled", p["relabelled"]),
+                figure(key + ".flips", p["flips"]),
+                pct(p["flip_rate"]),
+                figure(key + ".removed", p["removed"]),
+            ]  # fmt: skip
+        )
+        if p["matrix"]:
+            matrices.append(f"<h3>{escape(p['policy_id'])}</h3>" + _matrix(p["matrix"]))
+    headers = ["policy", "rows it wrote", "new rows", "relabelled", "flips",
+               "flip rate (of relabelled)", "rows removed"]  # fmt: skip
+    return (
+        f"{head}<p>Run <code>{run_id}</code>: table version {changes['new_version']} against "
+        f"version {changes['old_version']}, the previous run's last. Relabelled: rows "
+        "it wrote that replaced a label; flips: those whose outcome (label, or status when not "
+        "ok) changed.</p>" + table(headers, rows) + "".join(matrices) + "</section>"
+    )
+
+
 def relabel_section(diffs: list[dict[str, Any]]) -> str:
     """Each recent relabel's flip matrix and a sample of flips with both rationales."""
     if not diffs:
         return ""
-    parts = ["<section><h2>Relabels</h2>"]
+    parts = ['<section id="relabels"><h2>Relabels</h2>']
     for diff in diffs:
         run_id = str(diff.get("run_id"))
         parts.append(f"<h3>Relabel run <code>{escape(run_id)}</code></h3>")
@@ -99,7 +137,8 @@ def eval_section(report: dict[str, Any] | None) -> str:
     summary = table(["policy", "items", "precision", "recall", "F1", "not ok"], rows)
     gold = escape(str(report.get("gold")))
     return (
-        f"<section><h2>Against gold</h2><p>Gold: <code>{gold}</code>; rows that are not ok "
+        '<section id="eval"><h2>Against gold</h2>'
+        f"<p>Gold: <code>{gold}</code>; rows that are not ok "
         "count as predicted 0; 95% intervals by bootstrap over items.</p>"
         + summary
         + "".join(matrices)

@@ -98,6 +98,7 @@ def run_row(manifest: dict[str, Any]) -> dict[str, Any]:
         "started_at": str(manifest.get("started_at") or "")[:19].replace("T", " "),
         "command": " ".join(map(str, list(manifest.get("command") or [])[1:2])),
         "model": manifest.get("model"),
+        "text_column": _table(manifest, "columns").get("text"),
         "rows": counts.get("rows"),
         "labelled": counts.get("labelled"),
         "requests_sent": counts.get("requests_sent"),

@@ -48,7 +48,11 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], cls: str = "") 
     """Cells are HTML already (escaped by the caller)."""
     head = "".join(f"<th>{escape(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
-    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    # the box scrolls sideways, never the page: a wide table stays inside a 1,280-px page
+    return (
+        f'<div class="scroll"><table class="{cls}"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{body}</tbody></table></div>"
+    )
 
 
 def _policy_head(policy: dict[str, Any]) -> str:
@@ -61,7 +65,7 @@ def _policy_head(policy: dict[str, Any]) -> str:
     violation = policy["violation"]
     rate = pct(violation["rate"], violation["ci95"])
     return (
-        f'<h2 id="policy-{escape(pid)}">Policy <code>{escape(pid)}</code></h2>'
+        f"<h2>Policy <code>{escape(pid)}</code></h2>"
         f'<p>Versions: {versions}</p><p class="big">'
         f"Rows {figure(f'{pid}.rows', policy['rows'])} · ok {figure(f'{pid}.ok', policy['ok'])}"
         f" · violations {figure(f'{pid}.violations', policy['violations'])} · violation rate "
@@ -82,8 +86,80 @@ def _prefilter(policy: dict[str, Any]) -> str:
     )
 
 
-def policy_section(policy: dict[str, Any]) -> str:
-    """A policy's figures: rows, rate, statuses, origins, prefilter, scores, trend."""
+EXAMPLE_KINDS = {
+    "violation": "Highest-scored violations",
+    "uncertain": "Most uncertain (score nearest the threshold)",
+    "failure": "A sample of failures (no verdict; a rerun retries them)",
+}
+
+
+def _text(value: Any) -> str:
+    return "–" if value is None else escape(str(value))
+
+
+def _examples(pid: str, examples: list[dict[str, Any]], threshold: float) -> str:
+    """The rows a reviewer reads first, by kind, every value escaped."""
+    parts = ["<h3>Examples</h3>"]
+    for kind, title in EXAMPLE_KINDS.items():
+        rows = [e for e in examples if e.get("kind") == kind]
+        parts.append(f"<h4>{escape(title)}: {figure(f'{pid}.examples.{kind}', len(rows))}</h4>")
+        if not rows:
+            parts.append("<p class=note>None.</p>")
+            continue
+        cells = [
+            [
+                _text(e.get("id")),
+                _text(e.get("text")),
+                _text(e.get("label") if e.get("status") == "ok" else e.get("status")),
+                _fmt(e.get("score"), ".3f"),
+                _text(e.get("note")),
+            ]
+            for e in rows
+        ]
+        parts.append(
+            table(
+                ["id", "content", "verdict", "score", "rationale or reasoning"], cells, "examples"
+            )  # fmt: skip
+        )
+    parts.append(
+        f"<p class=note>Content read back from the source file (truncated); a row whose text "
+        f"changed since it was labelled is not shown. Threshold {threshold:g}.</p>"
+    )
+    return "".join(parts)
+
+
+def _trend(pid: str, runs: list[dict[str, Any]]) -> str:
+    """Violation and failure rates of the labels each run wrote, over runs."""
+    if len(runs) < 2:
+        return ""
+    series = [
+        ("violation rate", [(r["run_id"], r["violation_rate"]) for r in runs]),
+        ("failure rate", [(r["run_id"], r["failure_rate"]) for r in runs]),
+    ]
+    rows = [
+        [
+            escape(str(r["run_id"])),
+            figure(f"{pid}.run.{r['run_id']}.rows", r["rows"]),
+            figure(
+                f"{pid}.run.{r['run_id']}.violation_rate",
+                r["violation_rate"],
+                pct(r["violation_rate"]),
+            ),
+            figure(f"{pid}.run.{r['run_id']}.failures", r["failures"]),
+        ]  # fmt: skip
+        for r in runs
+    ]
+    return (
+        "<h3>Trend across runs</h3>"
+        + svg.line_chart(series, f"{pid} trend")
+        + table(["run", "current rows it wrote", "violation rate", "failures"], rows)
+        + "<p class=note>Among the current labels each run wrote (labels later replaced "
+        "count for the run that replaced them).</p>"
+    )
+
+
+def policy_section(policy: dict[str, Any], threshold: float = 0.5) -> str:
+    """A policy's figures: rows, rate, statuses, origins, prefilter, scores, examples, trend."""
     pid = policy["policy_id"]
     statuses = list(policy["statuses"].items())
     origins = list(policy["origins"].items())
@@ -104,16 +180,16 @@ def policy_section(policy: dict[str, Any]) -> str:
         _prefilter(policy),
     ]
     if policy.get("score_histogram"):
-        parts += ["<h3>Score</h3>", svg.histogram(policy["score_histogram"], f"{pid} scores")]
-    runs = policy["runs"]
-    if len(runs) > 1 and any(r["violation_rate"] is not None for r in runs):
-        points = [(r["run_id"], r["violation_rate"]) for r in runs]
-        parts += ["<h3>Violation rate per run</h3>", svg.line_chart(points, f"{pid} trend")]
-        parts.append(
-            "<p class=note>Among the current labels each run wrote (labels later replaced "
-            "count for the run that replaced them).</p>"
-        )
-    return '<section class="policy">' + "".join(parts) + "</section>"
+        parts += [
+            "<h3>Score</h3>",
+            svg.histogram(policy["score_histogram"], f"{pid} scores", threshold),
+            f"<p class=note>Rows per score bin of width {1 / len(policy['score_histogram']):g} "
+            "(score: the model's probability of 1 at its verdict token); the dashed line is "
+            "the threshold the most uncertain examples are measured from.</p>",
+        ]
+    parts.append(_examples(pid, policy.get("examples") or [], threshold))
+    parts.append(_trend(pid, policy["runs"]))
+    return f'<section class="policy" id="policy-{escape(pid)}">' + "".join(parts) + "</section>"
 
 
 def overview(policies: list[dict[str, Any]]) -> str:
@@ -151,7 +227,7 @@ RUN_COLUMNS = [
 
 def runs_section(runs: list[dict[str, Any]]) -> str:
     if not runs:
-        return "<section><h2>Runs</h2><p>No run manifests.</p></section>"
+        return '<section id="runs"><h2>Runs</h2><p>No run manifests.</p></section>'
     rows = []
     for run in runs:
         cells = []
@@ -165,4 +241,4 @@ def runs_section(runs: list[dict[str, Any]]) -> str:
         "labelled rows and prompt + completion tokens per second of the run's wall time.</p>"
     )
     table_html = table([name for name, _, _ in RUN_COLUMNS], rows, "wide")
-    return f"<section><h2>Runs</h2>{table_html}{note}</section>"
+    return f'<section id="runs"><h2>Runs</h2>{table_html}{note}</section>'
