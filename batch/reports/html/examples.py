@@ -57,11 +57,13 @@ def _kind(scan: pl.LazyFrame, kind: str, threshold: float, limit: int) -> pl.Laz
 
 def policy_examples(
     output: str | Path,
+    policy_ids: list[str],
     threshold: float = 0.5,
     text_column: str = "text",
     limit: int = EXAMPLES_PER_KIND,
 ) -> dict[str, list[dict[str, Any]]]:
-    """Per policy, up to ``limit`` rows of each kind, with their text (truncated)."""
+    """Per policy of ``policy_ids`` (the summary's: no pass to find them), up to ``limit``
+    rows of each kind, with their text (truncated)."""
     table = require_table(output)
     with reading(output):
         scan = table.scan()
@@ -69,10 +71,9 @@ def policy_examples(
         if "score" not in names:  # tables from before scores
             scan = scan.with_columns(score=pl.lit(None, pl.Float64))
         scan = scan.select([*_COLUMNS, "violation"])
-        policies = scan.select(pl.col("policy_id").unique()).collect()["policy_id"].to_list()
         frames = [
             _kind(scan.filter(pl.col("policy_id") == pid), kind, threshold, limit)
-            for pid in sorted(policies)
+            for pid in sorted(policy_ids)
             for kind in KINDS
         ]
         picked = pl.concat(pl.collect_all(frames)) if frames else pl.DataFrame()

@@ -52,7 +52,8 @@ def build_report(
     summary = table_summary(output)
     # the text column the newest run read, to show examples' content from their source files
     text_column = next((r["text_column"] for r in reversed(runs) if r["text_column"]), "text")
-    examples = policy_examples(output, threshold, text_column) if summary["policies"] else {}
+    policy_ids = [policy["policy_id"] for policy in summary["policies"]]
+    examples = policy_examples(output, policy_ids, threshold, text_column) if policy_ids else {}
     for policy in summary["policies"]:
         policy["examples"] = examples.get(policy["policy_id"], [])
     return {
