@@ -23,7 +23,7 @@ def test_the_docs_read_examples_run_and_exit_cleanly(tmp_path, policies):
     run([inputs], policies[:1], output, answering())
     first = table_version(output)
     run([inputs], policies, output, answering())  # later versions, for time travel
-    code = docs_block("Read the current labels").replace("version=12", f"version={first}")
+    code = docs_block("Read the current labels").replace("version=1)", f"version={first})")
     code += "\nassert current.height == 10 and table.num_rows == 10 and spam.height == 5\n"
     code += "assert before.height == 5 and len(commits) >= 2\n"
     for _ in range(3):
