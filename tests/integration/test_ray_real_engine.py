@@ -65,6 +65,9 @@ def _actor_pids() -> list[int]:
     return found
 
 
+ROWS = 64  # per shard
+
+
 def test_two_real_actors_on_an_s3_input_survive_one_being_killed(
     tmp_path, tiny_trained_model, s3_server
 ):
@@ -77,11 +80,13 @@ def test_two_real_actors_on_an_s3_input_survive_one_being_killed(
     from helpers import table_version
 
     root = f"s3://{s3_server.bucket()}/in"
+    # Enough rows that work is left when the second actor's engine is up: on 2 cores the
+    # engines load one after the other, and 72 rows were once all done by the first.
     for shard in range(3):
         s3_server.put_parquet(f"{root}/s{shard}.parquet", {
-            "id": [f"{shard}-{i}" for i in range(24)],
+            "id": [f"{shard}-{i}" for i in range(ROWS)],
             "text": [f"win a prize {i}, reply now {shard}" if i % 4 == 0
-                     else f"lunch at {i}? shard {shard}" for i in range(24)],
+                     else f"lunch at {i}? shard {shard}" for i in range(ROWS)],
         })  # fmt: skip
     output = tmp_path / "out"
     command = [
@@ -106,5 +111,5 @@ def test_two_real_actors_on_an_s3_input_survive_one_being_killed(
     assert job.returncode == 0, err[-3000:]
     assert "died" in err  # the driver saw it and gave its chunks to a new actor
     found = keys(output)
-    expected = {(f"s{s}.parquet", r, "spam") for s in range(3) for r in range(24)}
+    expected = {(f"s{s}.parquet", r, "spam") for s in range(3) for r in range(ROWS)}
     assert set(found) == expected and max(found.values()) == 1
