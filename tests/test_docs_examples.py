@@ -47,7 +47,7 @@ def workspace(tmp_path_factory) -> Path:
     versions, a relabel candidate), OUT (a copy), labels-20b/ and labels-120b/ (two models
     that disagree on some rows)."""
     root = tmp_path_factory.mktemp("docs")
-    for name in ("policies", "jobs", "scripts"):
+    for name in ("policies", "jobs"):
         (root / name).symlink_to(ROOT / name)
     spam = [f"you won a prize {i}, call now" for i in range(12)]
     ham = [f"see you at lunch on day {i}" for i in range(18)]

@@ -3,18 +3,20 @@ process: the crash they replace ended the process, not a call."""
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 
 from conftest import ROOT, write_shards
+from docs_examples import examples_of
 from helpers import answering, run, table_version
 
 
 def docs_block(after: str) -> str:
+    """The first Python example of docs/output.md after the text ``after``."""
     text = (ROOT / "docs" / "output.md").read_text()
-    start = text.index(after)
-    return re.search(r"```python\n(.*?)```", text[start:], re.S).group(1)
+    line = text[: text.index(after)].count("\n") + 1
+    examples = examples_of("docs/output.md", text)
+    return next(e.code for e in examples if e.language == "python" and e.line > line)
 
 
 def test_the_docs_read_examples_run_and_exit_cleanly(tmp_path, policies):
