@@ -24,7 +24,7 @@ from batch.flow.plan import PlannedItem, plan_policy
 from batch.flow.prepared import HoldKey, PreparedGroup
 from batch.flow.prompts import JobPrompts
 from batch.flow.route import route
-from batch.flow.rows import build_rows
+from batch.flow.rows import OutputRows, build_rows
 from batch.flow.score import score_tokens
 from batch.flow.stats import RunStats, count_decisions, count_tasks
 from batch.flow.todo import ChunkTask, current_rows, pending_task
@@ -143,7 +143,7 @@ class Labeller:
         decisions are ready together), write their rows as one upsert, count what they did."""
         config, prompts = self.config, self.prompts
         labelled_at = datetime.now(timezone.utc)
-        stats, rows, chunks = RunStats(), [], {}
+        stats, rows, chunks = RunStats(), OutputRows(), {}
         for group, numbers in parts:
             decisions = [group.decisions[n] for n in numbers]
             needed = sorted({d.group for d in decisions if d.group is not None})
@@ -158,7 +158,7 @@ class Labeller:
             mine = build_rows(group.todo, decisions, group.leaders, results, verdicts, config,
                               prompts, self.run_id, labelled_at)  # fmt: skip
             stats.merge(count_decisions(config.max_attempts, group.todo, (decisions, mine), asked))
-            rows += mine
+            rows.extend(mine)
             for decision in decisions:
                 chunk = group.todo[decision.task].chunk
                 chunks.setdefault(id(chunk), chunk)

@@ -14,6 +14,7 @@ from typing import Any
 
 from batch.engine.base import Completion
 from batch.flow.decide import Candidate, Decision
+from batch.flow.rows import OutputRows
 from batch.flow.todo import ChunkTask
 from batch.output.schema import (
     OK,
@@ -155,7 +156,7 @@ def count_tasks(policy_ids: Sequence[str], rows_asked: int, tasks: Sequence[Chun
 def count_decisions(
     max_attempts: int,
     todo: Sequence[ChunkTask],
-    decided: tuple[Sequence[Decision], Sequence[dict[str, Any]]],
+    decided: tuple[Sequence[Decision], OutputRows],
     asked: tuple[Sequence[Candidate], Sequence[Completion | str]],
 ) -> RunStats:
     """What some decisions of a group did, as one commit wrote them: every count of the
@@ -166,21 +167,22 @@ def count_decisions(
     file, to mark files complete at the end.
     """
     (decisions, rows), (leaders, results) = decided, asked
-    stats = RunStats(requests=len(leaders), commits=int(bool(rows)))
-    for decision, row in zip(decisions, rows, strict=True):
+    stats = RunStats(requests=len(leaders), commits=int(len(rows) > 0))
+    statuses, attempts, labels = rows.column("status"), rows.column("attempt"), rows.column("label")
+    for decision, status, attempt, label in zip(decisions, statuses, attempts, labels, strict=True):
         task = todo[decision.task]
         counts = stats.policy(task.policy.id)
         name = _ORIGIN_COUNTS[decision.origin]
         setattr(counts, name, getattr(counts, name) + 1)
         counts.retried += decision.item.row in task.retries
-        if row["status"] not in RETRYABLE or row["attempt"] >= max_attempts:
+        if status not in RETRYABLE or attempt >= max_attempts:
             _final(stats, task)[task.policy.id] += 1
-        counts.status[row["status"]] += 1
-        stats.status_counts[row["status"]] += 1
+        counts.status[status] += 1
+        stats.status_counts[status] += 1
         if decision.audit:
             counts.audited += 1
-            counts.audit_ok += row["status"] == OK
-            counts.audit_violations += row["status"] == OK and row["label"] == "1"
+            counts.audit_ok += status == OK
+            counts.audit_violations += status == OK and label == "1"
     for leader, result in zip(leaders, results, strict=True):
         if isinstance(result, Completion):
             stats.prompt_tokens += leader.item.prompt_tokens or 0

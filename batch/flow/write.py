@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
 
 from batch.flow.chunks import Chunk
 from batch.flow.config import JobConfig
 from batch.flow.prompts import JobPrompts
+from batch.flow.rows import OutputRows
 from batch.output.index import Index
-from batch.output.schema import rows_to_table
 from batch.output.store import LabelStore, reusable
 from batch.output.table import LabelTable
 from batch.policy.files import Policy
@@ -35,7 +34,7 @@ def progress_work(policy: Policy, prompts: JobPrompts, config: JobConfig) -> str
 
 
 def write_rows(
-    rows: Sequence[dict[str, Any]],
+    rows: OutputRows,
     chunks: Sequence[Chunk],
     output: tuple[LabelTable, Index, LabelStore],
     prompts: JobPrompts,
@@ -45,24 +44,33 @@ def write_rows(
     """Commit rows (one upsert, pruned to their rows); then point the label store at the
     reusable ones and tell the index which (file, policy) pairs the table now holds. The new
     table version, or None if there was nothing to write."""
-    if not rows:
+    if not len(rows):
         return None
     table, index, store = output
     metadata = {
         "run_id": run_id,
         "chunks": [f"{c.source.source_file}#{c.index}@{config.chunk_size}" for c in chunks],
     }
-    version = table.upsert(rows_to_table(list(rows)), metadata)
+    version = table.upsert(rows.to_table(), metadata)
     if table.last_commit is not None:
         index.committed(*table.last_commit)
+    pairs = {
+        (task["source_file"], task["policy_id"]): task["source_fingerprint"] for task in rows.shared
+    }
     pointers: dict[str, list[tuple[str, str, int]]] = {}
-    pairs: dict[tuple[str, str], str] = {}
-    for row in rows:
-        policy_id, source_file = row["policy_id"], row["source_file"]
-        pairs[(source_file, policy_id)] = row["source_fingerprint"]
-        if reusable(row["status"], row["content_sha256"], row["decided_by"]):
-            pointers.setdefault(policy_id, []).append(
-                (row["content_sha256"], source_file, row["source_row"])
+    v = rows.varying
+    for slot, status, content, decider, source_row in zip(
+        rows.task_of,
+        v["status"],
+        v["content_sha256"],
+        v["decided_by"],
+        v["source_row"],
+        strict=True,
+    ):
+        if reusable(status, content, decider):
+            task = rows.shared[slot]
+            pointers.setdefault(task["policy_id"], []).append(
+                (content, task["source_file"], source_row)
             )
     policies = {policy.id: policy for policy in config.policies}
     for policy_id, entries in pointers.items():

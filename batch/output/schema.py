@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pyarrow as pa
 
 # The ``status`` column: every row has exactly one.
@@ -68,7 +66,3 @@ OUTPUT_SCHEMA = pa.schema(
         pa.field("labelled_at", pa.timestamp("us", tz="UTC"), nullable=False),
     ]
 )
-
-
-def rows_to_table(rows: list[dict[str, Any]]) -> pa.Table:
-    return pa.Table.from_pylist(rows, schema=OUTPUT_SCHEMA)
