@@ -170,7 +170,7 @@ def test_transformers_labels_the_same_rows_and_its_agreement_is_reported(
     assert rate >= 0.9
     (manifest,) = (out / "_runs").glob("*.json")
     engine = json.loads(manifest.read_text())["engine"]
-    assert engine["engine"] == "transformers" and engine["batching"] == "static"  # on a CPU
+    assert engine["engine"] == "transformers" and engine["batching"] == "static"  # the default
 
 
 def test_transformers_continuous_batching_gives_the_static_batches_answers(
@@ -211,3 +211,22 @@ def test_the_server_benchmark_runs_against_the_real_server(server, tmp_path):
     assert figures["requests"] == 24 and figures["ratio_job_to_server_limit"] > 0
     assert figures["limit_failures"] == 0
     assert figures["limit_scored"] == 24  # the limit asks for the score as the job does
+
+
+def test_the_transformers_gpu_check_runs_every_step_on_this_cpu(tiny_trained_model, tmp_path):
+    """scripts/transformers_gpu_check.py in its smoke mode: the job's prompts, both batchings,
+    parsed by the job's parser; greedy, so the two batchings give the same labels."""
+    summary_path = tmp_path / "summary.json"
+    done = subprocess.run(
+        [sys.executable, str(SCRIPTS / "transformers_gpu_check.py"), "--smoke",
+         "--model", str(tiny_trained_model), "--json", str(summary_path)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(summary_path.read_text())
+    for batching in ("continuous", "static"):
+        assert summary[batching]["requests"] == 4
+        assert sum(summary[batching]["statuses"].values()) == 4
+    assert summary["agreement"]["of"] == 4
+    assert summary["agreement"]["labels_agree"] == 4
+    assert "| continuous |" in done.stdout and "| static |" in done.stdout
