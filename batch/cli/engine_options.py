@@ -98,7 +98,7 @@ ENGINE_OPTIONS = [
         metavar="KEY=VALUE",
         help="Any other vllm.LLM argument (VALUE parsed as JSON if it can be); repeatable. "
         "With --engine transformers: from_pretrained arguments, and batching=continuous|static "
-        "(default: continuous on a GPU where the installed Transformers has it, else static).",
+        "(default: static, faster wherever it was measured: docs/engines.md).",
     ),
     VOCAB_OPTION,
     click.option("-v", "--verbose", is_flag=True, help="Show vLLM's own log messages."),

@@ -92,7 +92,7 @@ def prepare_engine(
         from batch.engine.transformers_engine import TransformersConfig
 
         extra = parse_engine_args(options.engine_args)
-        batching = str(extra.pop("batching", "auto"))  # the rest go to from_pretrained
+        batching = str(extra.pop("batching", "static"))  # the rest go to from_pretrained
         try:
             local = TransformersConfig(
                 options.model, options.max_model_len, seed, extra=extra, batching=batching
