@@ -278,8 +278,12 @@ def test_9_a_claim_file_of_another_shape_neither_crashes_nor_blocks(
     engine = answering()
     from batch.runners.local import run_label_job
 
+    started = time.monotonic()
     run_label_job(config, engine)  # before: AttributeError / ValueError / OverflowError
     assert engine.requests_seen == 10
+    # Not a claim a run could have written (a pid no process has): no wait for its lease,
+    # which would run out 60 s from now (before: the last shape waited those 60 s).
+    assert time.monotonic() - started < 30
 
 
 # 10. Label Studio exports of another shape

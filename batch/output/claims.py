@@ -66,8 +66,8 @@ def _holder(text: str) -> dict[str, Any] | None:
     if not isinstance(data, dict) or not isinstance(data.get("run_id"), str):
         return None
     pid = data.get("pid")
-    if not isinstance(pid, int) or isinstance(pid, bool):
-        return None
+    if not isinstance(pid, int) or isinstance(pid, bool) or not 0 < pid < _MAX_PID:
+        return None  # no process anywhere has this pid: not a claim this module wrote
     for name in ("host", "namespace", "key"):
         if not isinstance(data.get(name, ""), str):
             return None
