@@ -24,29 +24,16 @@ from batch.flow.score import verdict_score
 from batch.flow.sources import as_text
 from batch.flow.todo import ChunkTask
 from batch.output.schema import DECIDED_BY, OK, ORIGIN_PLANNER, ORIGIN_PREFILTER, OUTPUT_SCHEMA
+from batch.output.store import LABEL_COLUMNS
 
-# Columns that differ from row to row; every other column is one task's (``task_columns``).
+# Columns that differ from row to row: the row's identity and origin, and the label columns
+# but the run's own two; every other column is one task's (``task_columns``).
 VARYING_COLUMNS = (
     "id",
     "source_row",
     "content_sha256",
-    "label",
-    "violation",
-    "score",
-    "policy_category",
-    "rationale",
-    "reasoning",
-    "status",
-    "error",
-    "finish_reason",
-    "prompt_tokens",
-    "completion_tokens",
-    "seed",
-    "attempt",
     "origin",
-    "decided_by",
-    "prefilter_score",
-    "prefilter_audit",
+    *(name for name in LABEL_COLUMNS if name not in ("run_id", "labelled_at")),
 )
 
 
