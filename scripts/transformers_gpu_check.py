@@ -31,39 +31,35 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
-SMS = ROOT.parent / "shared" / "data" / "sms-spam-collection" / "SMSSpamCollection"
-POLICY_FILES = [ROOT / "policies" / "spam.md", ROOT / "policies" / "harassment.md"]
+from bench import POLICY_FILES, SMS  # noqa: E402  (the SMS data and the two demo policies)
 
 
 def prepare(model: str, rows: int, out: Path, sms: Path = SMS) -> dict:
     """The job's requests for the first ``rows`` distinct SMS texts, as token ids."""
+    from bench import seeded_requests
     from labelled_data import read_sms
 
     from batch.engine.base import SamplingSettings
-    from batch.flow.plan import content_sha256, request_seed, settings_sha256
-    from batch.flow.render import render_prefix
     from batch.flow.score import score_tokens
     from batch.policy.files import load_policies
     from batch.vocab import stop_token_ids
 
-    seen: dict[str, int] = {}
+    gold: dict[str, int] = {}
     for item in read_sms(sms):
-        seen.setdefault(item.text, item.labels["spam"])
-    texts = list(seen)[:rows]
+        gold.setdefault(item.text, item.labels["spam"])
+    texts = list(gold)[:rows]
     sampling = SamplingSettings(0.0, 1.0, 128)
-    settings = settings_sha256("low", sampling)
-    scored = list(score_tokens())
-    requests = []
-    for policy in load_policies(POLICY_FILES):
-        prefix = render_prefix(policy, "low")
-        for text in texts:
-            seed = request_seed(content_sha256(text), policy.sha256, prefix.sha256, "0" * 64,
-                                settings)  # fmt: skip
-            requests.append({"policy": policy.id, "output": policy.output,
-                             "gold": seen[text] if policy.id == "spam" else None,
-                             "prompt": list(prefix.prompt_for(text)), "seed": seed})  # fmt: skip
+    policies = load_policies(POLICY_FILES)
+    pairs = [(policy, text) for policy in policies for text in texts]  # policy-major, as:
+    seeded = seeded_requests(policies, texts, "0" * 64, sampling)
+    requests = [
+        {"policy": policy.id, "output": policy.output,
+         "gold": gold[text] if policy.id == "spam" else None,
+         "prompt": list(request.prompt_token_ids), "seed": request.seed}
+        for (policy, text), request in zip(pairs, seeded, strict=True)
+    ]  # fmt: skip
     prompts = {"model": model, "max_tokens": sampling.max_tokens, "stop": stop_token_ids(),
-               "score_tokens": scored, "requests": requests}  # fmt: skip
+               "score_tokens": list(score_tokens()), "requests": requests}  # fmt: skip
     out.write_text(json.dumps(prompts))
     return prompts
 

@@ -199,8 +199,8 @@ def build_rows(
         prompt_tokens.append(item.prompt_tokens)
         completion_tokens.append(len(completion.token_ids) if completion is not None else None)
         asked = leaders[decision.group].item if decision.group is not None else item
-        seeds.append(asked.seed if decision.stored is None else item.seed)
-        attempts.append(asked.attempt if decision.stored is None else item.attempt)
+        seeds.append(asked.seed)  # a carried-over label's own seed comes with it, below
+        attempts.append(asked.attempt)
         origins.append(decision.origin)
         deciders.append(DECIDED_BY.get(decision.origin, "model"))
         prefilter_scores.append(decision.prefilter_score)

@@ -46,13 +46,12 @@ def _namespace() -> str:
 
 
 def _pid_alive(pid: int) -> bool:
-    if not 0 < pid < _MAX_PID:
-        return False
+    """Whether ``pid`` (a claim's, so in 1..pid_max: ``_holder`` checked it) is running."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, OverflowError):
+    except PermissionError:
         return True
     return True
 
