@@ -50,8 +50,11 @@ def test_ray_runner_with_the_real_engine_matches_a_local_run(
     assert agree >= 28
 
 
-def _actor_pids() -> list[int]:
-    """Processes of engine actors (Ray names them after the actor's class and method)."""
+def _actor_pids(busy: bool = False) -> list[int]:
+    """Processes of engine actors (Ray names them after the actor's class and method);
+    ``busy``: only those inside ``LabelActor.run``, holding work from the queue (one whose
+    run has returned is idle: killed, it fails no task and there is nothing to recover)."""
+    prefix = b"ray::LabelActor.run\0" if busy else b"ray::LabelActor"
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -60,7 +63,7 @@ def _actor_pids() -> list[int]:
                     command = handle.read()
             except OSError:
                 continue
-            if command.startswith(b"ray::LabelActor"):
+            if command.startswith(prefix):
                 found.append(int(entry))
     return found
 
@@ -101,12 +104,12 @@ def test_two_real_actors_on_an_s3_input_survive_one_being_killed(
                            stderr=subprocess.PIPE, text=True)  # fmt: skip
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and job.poll() is None:
-        if table_version(output) >= 1 and len(_actor_pids()) == 2:
+        if table_version(output) >= 1 and len(_actor_pids()) == 2 and _actor_pids(busy=True):
             break
         time.sleep(0.2)
-    pids = _actor_pids()
-    assert job.poll() is None and len(pids) == 2, "the run ended before an actor could be killed"
-    os.kill(pids[0], signal.SIGKILL)  # one engine actor's process, mid-run
+    busy = _actor_pids(busy=True)
+    assert job.poll() is None and busy, "the run ended before an actor could be killed"
+    os.kill(busy[0], signal.SIGKILL)  # an engine actor's process with work in hand, mid-run
     _, err = job.communicate(timeout=900)
     assert job.returncode == 0, err[-3000:]
     assert "died" in err  # the driver saw it and gave its chunks to a new actor
