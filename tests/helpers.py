@@ -95,15 +95,16 @@ def table_version(output):
     return table.version() if table.exists() else -1
 
 
-def scripted_process(inputs, output, *extra):
-    """tests/scripted_job.py in its own process (two policies, chunks of 3 rows, no delay)."""
+def scripted_process(inputs, output, *extra, env=None):
+    """tests/scripted_job.py in its own process (two policies, chunks of 3 rows, no delay);
+    ``env``: its whole environment (default: this one's)."""
     import os
     import subprocess
     import sys
 
     from conftest import ROOT
 
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+    env = env or {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
     return subprocess.run(
         [sys.executable, str(ROOT / "tests" / "scripted_job.py"), str(inputs), str(output),
          "--delay", "0", *extra],

@@ -96,6 +96,25 @@ def die_after(commits: int) -> None:
     labeller.write_rows = counted
 
 
+def die_inside(commits: int) -> None:
+    """Exit at once right after the Nth table commit returns, before anything else of the
+    run (the index's update, the label store) is told of it."""
+    import os
+
+    import batch.output.table as table
+
+    upsert, done = table.LabelTable.upsert, [0]
+
+    def counted(self, *args, **kwargs):
+        version = upsert(self, *args, **kwargs)
+        done[0] += 1
+        if done[0] >= commits:
+            os._exit(137)
+        return version
+
+    table.LabelTable.upsert = counted
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("input")
@@ -107,6 +126,8 @@ def main() -> None:
     parser.add_argument("--commit-gap", type=float, default=0.01)
     # Die (as SIGKILL would: no cleanup) right after the Nth commit of labels.
     parser.add_argument("--die-after-commits", type=int, default=None)
+    # Die right after the Nth table commit, before the index hears of it.
+    parser.add_argument("--die-inside-commit", type=int, default=None)
     parser.add_argument("--retry-failed", action="store_true")
     parser.add_argument("--force", action="store_true")
     args = parser.parse_args()
@@ -115,8 +136,10 @@ def main() -> None:
     stream.COMMIT_GAP_SECONDS = stream.MAX_COMMIT_GAP_SECONDS = args.commit_gap
     if args.die_after_commits is not None:
         die_after(args.die_after_commits)
+    if args.die_inside_commit is not None:
+        die_inside(args.die_inside_commit)
     policies = load_policies([conftest.POLICIES / "spam.md", conftest.POLICIES / "harassment.md"])
-    config = make_config([args.input], policies, Path(args.output), chunk_size=3, batch_size=6,
+    config = make_config([args.input], policies, args.output, chunk_size=3, batch_size=6,
                          retry_failed=args.retry_failed, force=args.force)  # fmt: skip
     if args.runner == "ray":
         import ray

@@ -88,3 +88,21 @@ def test_killed_twice_in_a_row_still_converges(tmp_path, inputs):
         kill_when(start(inputs, output), output, done)
     run_to_completion(inputs, output)
     assert_exactly_once(output)
+
+
+def test_a_kill_between_a_commit_and_the_index_still_drops_rows_a_shrink_took(tmp_path):
+    """The index hears of the (file, policy) pairs a commit writes before the commit, so a run
+    killed right after it still leaves an index that knows the file was labelled: when the
+    file shrinks, its rows past the new end go."""
+    from conftest import write_parquet
+    from helpers import scripted_process
+
+    rows = {"id": [f"i{i}" for i in range(9)], "text": [f"m {i}" for i in range(9)]}
+    shard = write_parquet(tmp_path / "in" / "s.parquet", rows)
+    output = tmp_path / "out"
+    killed = scripted_process(shard.parent, output, "--die-inside-commit", "2")
+    assert killed.returncode == 137, killed.stderr[-2000:]
+    assert max(read_output(output)["source_row"].to_pylist()) >= 1  # past the end-to-be
+    write_parquet(shard, {"id": ["i0"], "text": ["m 0"]})
+    assert scripted_process(shard.parent, output).returncode == 0
+    assert_exactly_once(output, files=1, rows=1)

@@ -167,14 +167,6 @@ def test_diff_reads_example_texts_from_the_store(tmp_path, s3_server, spam_polic
     assert all(e["text"].startswith("item ") for e in policy["examples"])
 
 
-def test_a_table_on_object_storage_is_refused_clearly(tmp_path, s3_server):
-    args = ["verify", "--input", tmp_path, "--output", f"s3://{s3_server.bucket()}/labels",
-            "--policy", SPAM]  # fmt: skip
-    done = CliRunner().invoke(cli, [str(a) for a in args])
-    assert done.exit_code == 2, done.output
-    assert "must be a local (or mounted) folder for now" in done.output
-
-
 def test_texts_written_by_pyarrow_straight_to_the_store_are_read(tmp_path, s3_server, policies):
     bucket = s3_server.bucket()
     pq.write_table(pa.table({"id": ["x"], "text": ["hello"]}), f"{bucket}/in/x.parquet",

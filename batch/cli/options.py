@@ -27,6 +27,32 @@ class Finite(click.FloatRange):
         return number
 
 
+class TableLocation(click.ParamType):
+    """A label table: a local folder (``exists``: that must exist) or an ``s3://`` prefix."""
+
+    name = "folder or s3://bucket/prefix"
+
+    def __init__(self, exists: bool = False) -> None:
+        self.exists = exists
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None):
+        from batch.output.objects import is_uri
+
+        if is_uri(str(value)):
+            return str(value)
+        return click.Path(exists=self.exists, file_okay=False).convert(value, param, ctx)
+
+
+CACHE_DIR_OPTION = click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    envvar="SAFEGUARD_BATCH_CACHE_DIR",
+    help="For a table on S3: the local folder for its index (a cache: losing it costs work, "
+    "never labels). Default: $SAFEGUARD_BATCH_CACHE_DIR, else ~/.cache/safeguard-batch.",
+)
+
+
 def options(decorators: list[Callable[[Any], Any]]) -> Callable[[Any], Any]:
     """Apply a list of click options, the first listed first in ``--help``."""
 
@@ -53,9 +79,11 @@ def input_options(input_help: str) -> list[Callable[[Any], Any]]:
         click.option(
             "--output",
             required=True,
-            type=click.Path(file_okay=False),
-            help="Output folder: a Delta Lake table (one current label per row and policy).",
+            type=TableLocation(),
+            help="Output folder, or s3://bucket/prefix: a Delta Lake table (one current label "
+            "per row and policy).",
         ),
+        CACHE_DIR_OPTION,
         click.option(
             "--source-root",
             type=click.Path(file_okay=False),

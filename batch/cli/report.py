@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import click
 
 from batch.cli.base import cli, write_json
-from batch.cli.options import GOLD_COLUMN_OPTION, ID_COLUMN_OPTION, JSON_OPTION
+from batch.cli.options import GOLD_COLUMN_OPTION, ID_COLUMN_OPTION, JSON_OPTION, TableLocation
 
 DEFAULT_PAGE = "_report.html"  # beside the table, under a name table readers ignore
 
@@ -24,16 +23,17 @@ def write_page(
     output: str, html_path: str | None, gold: str | None = None, **options: Any
 ) -> dict[str, Any]:
     """Build the page for ``output``, write it (default: beside the table) and say where."""
+    from batch.output import place
     from batch.reports.html.page import write_report
 
-    path = html_path or str(Path(output) / DEFAULT_PAGE)
+    path = html_path or place.join(output, DEFAULT_PAGE)
     data = write_report(output, path, gold, **options)
-    click.echo(f"report written to {path} ({Path(path).stat().st_size / 1024:,.0f} KiB)", err=True)
+    click.echo(f"report written to {path} ({place.size(path) / 1024:,.0f} KiB)", err=True)
     return data
 
 
 @cli.command()
-@click.argument("output", type=click.Path(exists=True, file_okay=False))
+@click.argument("output", type=TableLocation(exists=True))
 @click.option(
     "--html",
     "html_path",

@@ -13,6 +13,7 @@ from batch.cli.options import (
     ID_COLUMN_OPTION,
     JSON_OPTION,
     Finite,
+    TableLocation,
     input_options,
     options,
 )
@@ -38,8 +39,8 @@ def verify(json_path: str | None, **params: Any) -> None:
 
 
 @cli.command()
-@click.argument("old", type=click.Path(exists=True, file_okay=False))
-@click.argument("new", type=click.Path(exists=True, file_okay=False))
+@click.argument("old", type=TableLocation(exists=True))
+@click.argument("new", type=TableLocation(exists=True))
 @click.option(
     "--old-where",
     multiple=True,
@@ -134,7 +135,7 @@ def diff(
 @click.option(
     "--labels",
     required=True,
-    type=click.Path(exists=True, file_okay=False),
+    type=TableLocation(exists=True),
     help="Output folder of a label run.",
 )
 @click.option(

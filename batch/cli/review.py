@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from batch.cli.base import cli, write_json
-from batch.cli.options import JSON_OPTION, Finite
+from batch.cli.options import JSON_OPTION, Finite, TableLocation
 
 
 @cli.group()
@@ -14,7 +14,7 @@ def review() -> None:
 
 
 @review.command("export")
-@click.option("--labels", required=True, type=click.Path(exists=True, file_okay=False),
+@click.option("--labels", required=True, type=TableLocation(exists=True),
               help="The label table to review.")  # fmt: skip
 @click.option(
     "--select",
@@ -78,7 +78,7 @@ def export_command(
 
 @review.command("import")
 @click.argument("review_file", type=click.Path(exists=True, dir_okay=False))
-@click.option("--labels", required=True, type=click.Path(exists=True, file_okay=False),
+@click.option("--labels", required=True, type=TableLocation(exists=True),
               help="The label table reviewed (its ids and policies are checked).")  # fmt: skip
 @click.option("--output", required=True, type=click.Path(dir_okay=False),
               help="The gold Parquet file: id and a 0/1 column per policy id.")  # fmt: skip

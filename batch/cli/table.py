@@ -7,12 +7,12 @@ import json
 import click
 
 from batch.cli.base import cli
-from batch.cli.options import Finite
+from batch.cli.options import Finite, TableLocation
 from batch.job.options import MAX_VACUUM_HOURS
 
 
 @cli.command()
-@click.argument("output", type=click.Path(exists=True, file_okay=False))
+@click.argument("output", type=TableLocation(exists=True))
 @click.option(
     "--target-rows",
     type=click.IntRange(1000),

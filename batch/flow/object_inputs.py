@@ -7,8 +7,8 @@ import fnmatch
 import glob
 
 from batch.errors import InputError, UsageError
-from batch.flow import objects
 from batch.flow.names import hidden, is_parquet
+from batch.output import objects
 
 
 def object_matches(spec: str) -> tuple[list[str], str]:

@@ -12,13 +12,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from batch.errors import InputError
-from batch.flow import objects
 from batch.flow.sources import (
     InputFile,
     fingerprinted,
     known_unchanged,
     resolve_inputs,
 )
+from batch.output import objects
 from batch.output.index import Index
 
 __all__ = ["InputError", "InputFile", "resolve_inputs"]

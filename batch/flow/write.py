@@ -41,8 +41,8 @@ def write_rows(
     config: JobConfig,
     run_id: str,
 ) -> int | None:
-    """Commit rows (one upsert, pruned to their rows); then point the label store at the
-    reusable ones and tell the index which (file, policy) pairs the table now holds. The new
+    """Tell the index which (file, policy) pairs the table is about to hold; commit rows (one
+    upsert, pruned to their rows); then point the label store at the reusable ones. The new
     table version, or None if there was nothing to write."""
     if not len(rows):
         return None
@@ -51,12 +51,21 @@ def write_rows(
         "run_id": run_id,
         "chunks": [f"{c.source.source_file}#{c.index}@{config.chunk_size}" for c in chunks],
     }
-    version = table.upsert(rows.to_table(), metadata)
-    if table.last_commit is not None:
-        index.committed(*table.last_commit)
+    policies = {policy.id: policy for policy in config.policies}
     pairs = {
         (task["source_file"], task["policy_id"]): task["source_fingerprint"] for task in rows.shared
     }
+    # Told before the commit, not after: a run killed between the two leaves an index that
+    # knows the table (may) hold rows of these files, so a file that shrinks later still loses
+    # its vanished rows.
+    work = {p: progress_work(policies[p], prompts, config) for _, p in pairs}
+    index.record_progress(
+        (source_file, policy_id, work[policy_id], fingerprint, False)
+        for (source_file, policy_id), fingerprint in pairs.items()
+    )
+    version = table.upsert(rows.to_table(), metadata)
+    if table.last_commit is not None:
+        index.committed(*table.last_commit)
     pointers: dict[str, list[tuple[str, str, int]]] = {}
     v = rows.varying
     for slot, status, content, decider, source_row in zip(
@@ -72,12 +81,6 @@ def write_rows(
             pointers.setdefault(task["policy_id"], []).append(
                 (content, task["source_file"], source_row)
             )
-    policies = {policy.id: policy for policy in config.policies}
     for policy_id, entries in pointers.items():
         store.add(prompts.work_key(policies[policy_id]), entries, version)
-    work = {p: progress_work(policies[p], prompts, config) for _, p in pairs}
-    index.record_progress(
-        (source_file, policy_id, work[policy_id], fingerprint, False)
-        for (source_file, policy_id), fingerprint in pairs.items()
-    )
     return version

@@ -7,6 +7,7 @@ from batch.flow.read import inspect_inputs
 from batch.flow.sources import InputFile, check_output_outside, resolve_sources
 from batch.job.options import InputOptions
 from batch.output.index import Index
+from batch.output.place import use_cache_root
 from batch.output.table import check_output
 from batch.policy.files import Policy, load_policies
 from batch.runners.sharding import files_for_worker
@@ -20,6 +21,8 @@ def load_policies_and_inputs(
     Raises a ``PolicyError`` or ``TableError`` (exit 2), or an :class:`InputError` (exit 3)
     naming the file. Files the output's index knows unchanged are not read.
     """
+    if options.cache_dir:
+        use_cache_root(options.cache_dir)
     check_output(options.output)
     check_output_outside(list(options.inputs), options.output)
     policies = load_policies(list(options.policies))

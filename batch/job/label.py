@@ -14,7 +14,7 @@ from batch.job.config import job_config
 from batch.job.engine import engine_factory, prepare_engine, quiet_engine_logs, start_engine
 from batch.job.inputs import load_policies_and_inputs
 from batch.job.options import LabelOptions
-from batch.output.failures import check_writable
+from batch.output.place import check_writable
 from batch.output.schema import ENGINE_ERROR
 from batch.prefilter.model import load_for_policies
 from batch.runners.local import run_label_job

@@ -108,6 +108,10 @@ def migrate(output: str, source_root: str) -> dict[str, Any]:
     """Turn an old chunk-file output into a table in place; the old files go to ``_legacy/``
     first (the table's files would share their folders), then the table is written in one
     commit, so a migrate stopped anywhere is finished by running it again."""
+    from batch.output.place import is_remote
+
+    if is_remote(output):
+        raise UsageError(f"{output}: migrate converts local outputs only (copy the table after)")
     folder = Path(output)
     if (folder / "_delta_log").is_dir():
         raise UsageError(f"{output}: is a label table already; nothing to migrate")

@@ -26,6 +26,7 @@ class InputOptions:
     text_column: str
     on_bad_file: str  # "fail" or "skip"
     rehash: bool = False  # hash every input instead of trusting size and modification time
+    cache_dir: str | None = None  # for a table on a store: where its local index lives
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -14,7 +14,8 @@ its modification time while it works. A claim is stale, and taken over by renami
 - it is not a claim at all (not the JSON this module writes) and is older than a few seconds
   (a younger one may be a claim being written).
 
-Claims only save work: the table's upserts stay correct without them.
+Claims only save work: the table's upserts stay correct without them. For a table on an
+object store they are objects written with conditional requests (``output.object_claims``).
 """
 
 from __future__ import annotations
@@ -201,3 +202,4 @@ class Claims:
         if kind is None:
             for key in list(self.held):
                 self.release(key)
+

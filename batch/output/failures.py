@@ -8,7 +8,6 @@ renames are atomic, so what a failed write leaves is never visible as data.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,13 +43,3 @@ def writing(path: str | Path, what: str) -> Iterator[None]:
         if not _is_write_failure(exc):
             raise
         raise OutputError(f"{path}: cannot write {what}: {_cause(exc)}") from exc
-
-
-def check_writable(output: str | Path) -> None:
-    """Fail before any model work if the output folder cannot be created and written."""
-    folder = Path(output) / "_locks"
-    probe = folder / f".probe-{os.getpid()}"
-    with writing(output, "the output folder"):
-        folder.mkdir(parents=True, exist_ok=True)
-        probe.write_bytes(b"probe")
-        probe.unlink()

@@ -4,8 +4,10 @@ A mark says "every row of this (file, policy) holds a final label" as of a table
 stays true while only this tool writes (its upserts replace labels, never drop them; a file's
 vanished rows go only with a change of its bytes) or while other writers only rearrange data
 (OPTIMIZE, VACUUM). It is false after a commit of another writer that changed data (a DELETE
-by hand, a RESTORE), and after the table went back (newest log entries deleted, a restore
-from an older backup): then the version the mark names is another commit, or none.
+by hand, a RESTORE; for a table on an object store, also this tool on another machine, whose
+cache of the table is not this one), and after the table went back (newest log entries
+deleted, a restore from an older backup): then the version the mark names is another
+commit, or none.
 
 A version is remembered with the identity of its commit (a hash of its commit info), so a
 table that went back and forward again to the same number is told apart.
@@ -17,6 +19,8 @@ import hashlib
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from batch.output import place
 
 if TYPE_CHECKING:  # pragma: no cover
     from batch.output.table import LabelTable
@@ -48,9 +52,13 @@ def identity(entry: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def foreign(entry: dict[str, Any]) -> bool:
-    """A commit that changed data without this tool."""
-    return entry.get("tool") != TOOL and entry.get("operation") not in DATA_PRESERVING
+def foreign(entry: dict[str, Any], cache: str | None = None) -> bool:
+    """A commit that changed data without this tool; for a table on a store (``cache``: the
+    id of this machine's cache of it), also one this tool made on another machine, which this
+    cache did not record."""
+    if entry.get("operation") in DATA_PRESERVING:
+        return False
+    return entry.get("tool") != TOOL or (cache is not None and entry.get("cache") != cache)
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,7 @@ class Since:
     went_back: bool
     foreign_version: int | None
     now: Seen | None
+    foreign_versions: tuple[int, ...] = ()  # every foreign commit's version, oldest first
 
 
 def since(table: LabelTable, seen: Seen | None) -> Since:
@@ -76,8 +85,9 @@ def since(table: LabelTable, seen: Seen | None) -> Since:
     current = Seen(latest, identity(by_version[latest])) if latest in by_version else None
     if anchor is None or identity(anchor) != seen.commit:
         return Since(True, None, current)
-    changed = [v for v, e in by_version.items() if v > seen.version and foreign(e)]
-    return Since(False, max(changed) if changed else None, current)
+    cache = place.cache_id(table.output)
+    changed = [v for v, e in by_version.items() if v > seen.version and foreign(e, cache)]
+    return Since(False, max(changed) if changed else None, current, tuple(sorted(changed)))
 
 
 def now(table: LabelTable) -> Seen | None:

@@ -1,6 +1,7 @@
 """The output's index: what a run needs to know without reading the table or the inputs.
 
-SQLite at ``OUT/_index/index.sqlite`` (standard library, on disk, updated in place):
+SQLite at ``OUT/_index/index.sqlite`` (standard library, on disk, updated in place; for a
+table on an object store, in the table's local cache folder, ``output.place``):
 
 - ``files``: per source file (its identity), the size, modification time, sha256 and row count
   last seen, so an unchanged file is known without reading it;
@@ -28,6 +29,7 @@ from pathlib import Path
 
 from batch.output.failures import writing
 from batch.output.history import Seen
+from batch.output.place import local_folder
 
 INDEX_DIR = "_index"
 log = logging.getLogger(__name__)
@@ -72,7 +74,9 @@ class Mark:
 
 
 def index_path(output: str | Path) -> Path:
-    return Path(output) / INDEX_DIR / "index.sqlite"
+    """``OUT/_index/index.sqlite``; for a table on a store, the same under its local cache
+    folder (``output.place``)."""
+    return local_folder(output) / INDEX_DIR / "index.sqlite"
 
 
 class Index:

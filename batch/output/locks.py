@@ -3,6 +3,10 @@
 An advisory ``flock`` on ``OUT/_locks/commit.lock``, held only while a commit is made (not
 while the model works), so concurrent runs, static workers and Ray actors serialise their
 commits. The kernel releases it when the holder dies, whatever PID namespace it ran in.
+
+For a table on an object store the lock is in the table's local cache folder
+(``output.place``): it serialises this machine's writers to the cache's index, while the
+store's conditional writes keep the table itself right across machines.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from batch.output.failures import writing
+from batch.output.place import local_folder
 
 LOCKS_DIR = "_locks"
 
@@ -21,7 +26,7 @@ LOCKS_DIR = "_locks"
 @contextmanager
 def commit_lock(output: str | Path) -> Iterator[None]:
     """Hold the output's commit lock for the duration of the ``with`` block."""
-    folder = Path(output) / LOCKS_DIR
+    folder = local_folder(output) / LOCKS_DIR
     with writing(folder, "the commit lock"):
         folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(folder / "commit.lock", os.O_RDWR | os.O_CREAT, 0o644)

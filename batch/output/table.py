@@ -10,6 +10,7 @@ under names starting with ``_``, which Delta readers and ``vacuum`` leave alone.
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from batch.output import place
 from batch.output.failures import writing
 from batch.output.history import TOOL, Seen, identity
 from batch.output.locks import commit_lock
@@ -32,7 +34,7 @@ from batch.output.schema import OUTPUT_SCHEMA
 
 KEY = ("policy_id", "source_file", "source_row")
 LOG_DIR = "_delta_log"
-COMMIT_RETRIES = 5
+COMMIT_RETRIES = 30  # a busy table on a store, several machines committing
 # Checkpoint the log every 50 commits, and keep 30 days of log (time travel) by default.
 TABLE_CONFIGURATION = {
     "delta.checkpointInterval": "50",
@@ -40,19 +42,36 @@ TABLE_CONFIGURATION = {
 }
 
 
-def _properties(metadata: dict[str, Any]):
+def _properties(output: str, metadata: dict[str, Any]):
+    """A commit's metadata: this tool, what the commit is, and (for a table on a store) the
+    local cache that records it (``place.cache_id``)."""
     from deltalake import CommitProperties
 
-    return CommitProperties(custom_metadata={"tool": TOOL, **metadata})
+    cache = place.cache_id(output)
+    mine = {"tool": TOOL, **({"cache": cache} if cache else {})}
+    return CommitProperties(custom_metadata={**mine, **metadata})
+
+
+def _backoff(attempt: int) -> float:
+    """Seconds before retrying a commit another writer won: growing, jittered, so writers on
+    several machines do not keep colliding."""
+    return min(5.0, 0.2 * (attempt + 1)) * random.uniform(0.5, 1.5)
 
 
 def check_output(output: str | Path) -> None:
-    """Refuse an output folder the tool cannot own: a file, the old layout, foreign files."""
-    if "://" in str(output):
-        raise TableError(
-            f"{output}: the label table must be a local (or mounted) folder for now; inputs "
-            "can be on object storage (s3://, gs://, az://)"
-        )
+    """Refuse an output the tool cannot own: a file, the old layout, foreign files, a store
+    it cannot commit to safely."""
+    if place.is_remote(output):
+        uri = place.check_remote(str(output))
+        if place.has_log(uri):
+            return
+        foreign = place.holds_anything(uri)
+        if foreign:
+            raise TableError(
+                f"{output}: is not a label table (no {LOG_DIR}) and holds other objects "
+                f"({', '.join(foreign[:3])}); choose an empty or new prefix for --output"
+            )
+        return
     root = Path(output)
     if not root.exists() or (root / LOG_DIR).is_dir():
         return
@@ -75,21 +94,25 @@ class LabelTable:
     """One output's Delta table: create, read the current rows of some files, upsert."""
 
     def __init__(self, output: str | Path) -> None:
-        self.output = str(output)
-        self.path = Path(output)
+        self.output = str(output).rstrip("/") if place.is_remote(output) else str(output)
+        self.path = Path(output)  # a local table's folder (for a URI: not used)
+        self._exists = False
         # (version read, the commit made) of this object's last upsert: lets the index move
         # its checked version along this run's own commits
         self.last_commit: tuple[int, Seen] | None = None
 
     def exists(self) -> bool:
-        return (self.path / LOG_DIR).is_dir()
+        # A table on a store is asked once (a LIST request); a table does not go away.
+        if not (self._exists and place.is_remote(self.output)):
+            self._exists = place.has_log(self.output)
+        return self._exists
 
     def open(self, version: int | None = None):
         """The table (at ``version``, or its latest); a broken log is a :class:`TableError`."""
         from deltalake import DeltaTable
         from deltalake.exceptions import DeltaError, TableNotFoundError
 
-        check_output(self.path)
+        check_output(self.output)
         try:
             return DeltaTable(self.output, version=version)
         except TableNotFoundError as exc:
@@ -102,20 +125,20 @@ class LabelTable:
     def ensure(self) -> None:
         """Create the (empty) table if the folder holds none yet; give an older table the
         columns added since it was made (nullable, so its rows read them as null)."""
-        check_output(self.path)
+        check_output(self.output)
         if self.exists():
             self._add_new_columns()
             return
         from deltalake import DeltaTable
 
-        with writing(self.output, "the label table"), commit_lock(self.path):
+        with writing(self.output, "the label table"), commit_lock(self.output):
             if not self.exists():
                 DeltaTable.create(
                     self.output,
                     schema=OUTPUT_SCHEMA,
                     partition_by=["policy_id"],
                     configuration=TABLE_CONFIGURATION,
-                    commit_properties=_properties({"purpose": "create"}),
+                    commit_properties=_properties(self.output, {"purpose": "create"}),
                 )
 
     def _add_new_columns(self) -> None:
@@ -127,10 +150,10 @@ class LabelTable:
         have = {field.name for field in table.schema().fields}
         missing = [f for f in OUTPUT_SCHEMA if f.name not in have]
         if missing:
-            with writing(self.output, "the label table"), commit_lock(self.path):
+            with writing(self.output, "the label table"), commit_lock(self.output):
                 fields = [Field.from_arrow(f) for f in missing]
                 self.open().alter.add_columns(
-                    fields, commit_properties=_properties({"purpose": "add columns"})
+                    fields, commit_properties=_properties(self.output, {"purpose": "add columns"})
                 )
         self._columns_checked = True
 
@@ -196,7 +219,7 @@ class LabelTable:
         with (
             writing(self.output, "the label table"),
             rewriting(self.output),
-            commit_lock(self.path),
+            commit_lock(self.output),
         ):
             for attempt in range(COMMIT_RETRIES):
                 table = self.open()
@@ -207,7 +230,7 @@ class LabelTable:
                         predicate,
                         source_alias="s",
                         target_alias="t",
-                        commit_properties=_properties(metadata),
+                        commit_properties=_properties(self.output, metadata),
                     ).when_matched_update_all().when_not_matched_insert_all().execute()
                     (entry,) = table.history(limit=1)
                     self.last_commit = (read, Seen(table.version(), identity(entry)))
@@ -215,7 +238,7 @@ class LabelTable:
                 except CommitFailedError:  # another writer (compaction, say) got in first
                     if attempt == COMMIT_RETRIES - 1:
                         raise
-                    time.sleep(0.2 * (attempt + 1))
+                    time.sleep(_backoff(attempt))
         raise AssertionError("unreachable")
 
     def append(self, rows: pa.Table, metadata: dict[str, Any]) -> int:
@@ -224,12 +247,12 @@ class LabelTable:
         from deltalake import write_deltalake
 
         self.ensure()
-        with writing(self.output, "the label table"), commit_lock(self.path):
+        with writing(self.output, "the label table"), commit_lock(self.output):
             write_deltalake(
                 self.output,
                 rows.cast(OUTPUT_SCHEMA),
                 mode="append",
-                commit_properties=_properties(metadata),
+                commit_properties=_properties(self.output, metadata),
             )
         return self.open().version()
 
@@ -244,10 +267,10 @@ class LabelTable:
         with (
             writing(self.output, "the label table"),
             rewriting(self.output),
-            commit_lock(self.path),
+            commit_lock(self.output),
         ):
             metrics = self.open().delete(
-                predicate, commit_properties=_properties({"purpose": "a file shrank"})
+                predicate, commit_properties=_properties(self.output, {"purpose": "a file shrank"})
             )
         return int(metrics.get("num_deleted_rows", 0))
 

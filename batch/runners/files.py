@@ -25,7 +25,7 @@ from batch.output import history
 from batch.output.claims import Claims
 from batch.output.history import Seen
 from batch.output.index import Index, Mark
-from batch.output.recover import needs_rebuild, rebuild
+from batch.output.recover import learn, needs_rebuild, rebuild
 from batch.output.store import LabelStore
 from batch.output.table import LabelTable
 
@@ -62,6 +62,7 @@ def _check_marks(table: LabelTable, index: Index) -> Mark:
     if happened is not None and happened.went_back:
         index.went_back()
     elif happened is not None and happened.foreign_version is not None:
+        learn(table, index, happened.foreign_versions)
         index.saw_foreign(happened.foreign_version)
     current = happened.now if happened is not None else history.now(table)
     if current is not None:

@@ -27,6 +27,7 @@ from batch.flow.prompts import JobPrompts
 from batch.flow.sample import sample_rows
 from batch.flow.stream import GroupStream
 from batch.output.claims import Claims
+from batch.output.object_claims import open_claims
 from batch.output.table import LabelTable
 from batch.runners.files import (
     FilePlan,
@@ -161,7 +162,7 @@ def run_label_job(config: JobConfig, engine: Engine, progress: bool = False) -> 
         dynamic_ncols=True,
     )
     worker = (config.worker.get("index", 0), config.worker.get("count", 1))
-    claims = Claims(config.output, recorder.run_id, worker=worker)
+    claims = open_claims(config.output, recorder.run_id, worker=worker)
     with few_collections(), claims, bar:
         run = _Run(config, labeller, recorder, claims, sampled, bar)
         try:

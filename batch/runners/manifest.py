@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from batch import __version__
@@ -12,6 +11,7 @@ from batch.engine.vllm_engine import package_version
 from batch.flow.config import JobConfig
 from batch.flow.prompts import JobPrompts
 from batch.flow.stats import PolicyStats, RunStats
+from batch.output import place
 from batch.output.schema import STATUSES
 from batch.reports.intervals import wilson_interval
 
@@ -37,7 +37,7 @@ def _job(config: JobConfig, prompts: JobPrompts) -> dict[str, Any]:
     """What the run was asked to do."""
     return {
         "command": config.command,
-        "output": str(Path(config.output).resolve()),
+        "output": place.canonical(config.output),
         "inputs": [
             {"path": f.path, "rows": f.num_rows, "fingerprint": f.fingerprint}
             for f in config.inputs

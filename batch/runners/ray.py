@@ -37,8 +37,9 @@ from batch.flow.labeller import Labeller
 from batch.flow.prompts import JobPrompts
 from batch.flow.stats import RunStats
 from batch.flow.stream import GroupStream
-from batch.output.claims import Claims
 from batch.output.index import Index
+from batch.output.object_claims import open_claims
+from batch.output.place import CACHE_ENV
 from batch.output.table import LabelTable
 from batch.runners.files import FilePlan, finish_files, had_rows, plan_files, skipped_stats
 from batch.runners.local import max_in_flight
@@ -180,7 +181,7 @@ def run_label_job_ray(
     prompts = JobPrompts.for_job(config)
     prompts.check_fits(config.max_model_len, config.sampling.max_tokens)
     recorder = RunRecorder(config, prompts, engine)
-    with Claims(config.output, recorder.run_id) as claims:
+    with open_claims(config.output, recorder.run_id) as claims:
         index = Index(config.output)
         plans = plan_files(config, prompts, (LabelTable(config.output), index), claims)
         recorder.add(skipped_stats(plans, config, None))
@@ -189,6 +190,12 @@ def run_label_job_ray(
         pool.run()
         finish_files(plans, recorder.stats, config, prompts, (LabelTable(config.output), index))
     return recorder.finish()
+
+
+def _cache_env() -> dict[str, Any]:
+    """The run's ``--cache-dir`` for actors on a cluster that was started without it."""
+    chosen = os.environ.get(CACHE_ENV)
+    return {"runtime_env": {"env_vars": {CACHE_ENV: chosen}}} if chosen else {}
 
 
 class _Pool:
@@ -215,7 +222,7 @@ class _Pool:
         name = f"safeguard-chunks-{self.recorder.run_id}"
         self.queue = queue_class.options(name=name).remote(records, per_group)
         self.actor_class = ray.remote(LabelActor).options(
-            num_cpus=self.cpus, **({"num_gpus": self.gpus} if self.gpus else {})
+            num_cpus=self.cpus, **({"num_gpus": self.gpus} if self.gpus else {}), **_cache_env()
         )
         self.had = frozenset(had_rows(self.plans))
         running = dict(self._start() for _ in range(min(self.replicas, len(records))))

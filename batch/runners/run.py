@@ -17,6 +17,7 @@ from batch.flow.config import JobConfig
 from batch.flow.prompts import JobPrompts
 from batch.flow.stats import RunStats
 from batch.output.layout import manifest_path
+from batch.output.place import is_remote
 from batch.output.write import write_json_atomic
 from batch.runners.manifest import build_manifest
 
@@ -30,7 +31,7 @@ def new_run_id(now: datetime) -> str:
 @dataclass
 class RunResult:
     run_id: str
-    manifest_path: Path
+    manifest_path: Path | str  # a URI for a table on an object store
     manifest: dict[str, Any]
 
 
@@ -44,7 +45,8 @@ class RunRecorder:
         self.started = datetime.now(timezone.utc)
         self.run_id = new_run_id(self.started)
         self.stats = RunStats()
-        self.path = manifest_path(config.output, self.run_id)
+        path = manifest_path(config.output, self.run_id)
+        self.path: Path | str = path if is_remote(path) else Path(path)
         self.save()
         self._saved_at = time.monotonic()
 

@@ -19,6 +19,7 @@ import polars as pl
 
 from batch.errors import UsageError
 from batch.flow.read import read_texts
+from batch.output import place
 from batch.output.labels import latest_per, require_table
 from batch.output.table import reading
 from batch.reports.intervals import wilson_interval
@@ -219,7 +220,7 @@ def diff_outputs(
 ) -> dict[str, Any]:
     """Load both label sets and compare them; refuses to compare a set with itself."""
     check_where(old.where), check_where(new.where)
-    same_table = Path(old.output).resolve() == Path(new.output).resolve()
+    same_table = place.canonical(old.output) == place.canonical(new.output)
     if same_table and old.where == new.where and old.version == new.version:
         raise DiffError(
             "OLD and NEW select the same labels: pick another version (--old-version) or "

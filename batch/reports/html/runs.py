@@ -13,19 +13,20 @@ import math
 from pathlib import Path
 from typing import Any
 
+from batch.output import place
 from batch.output.layout import DIFFS_DIR, RUNS_DIR
 
 MAX_DIFFS = 5
 
 
-def _read_json(path: Path, unreadable: list[str]) -> dict[str, Any] | None:
+def _read_json(path: str, unreadable: list[str]) -> dict[str, Any] | None:
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(place.read_bytes(path))
     except (OSError, ValueError) as exc:
-        unreadable.append(f"{path.name}: {exc}")
+        unreadable.append(f"{place.name(path)}: {exc}")
         return None
     if not isinstance(data, dict):
-        unreadable.append(f"{path.name}: not a JSON object")
+        unreadable.append(f"{place.name(path)}: not a JSON object")
         return None
     return data
 
@@ -120,14 +121,14 @@ def read_runs(output: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
     """Every run's line, oldest first, and the manifests that could not be read."""
     unreadable: list[str] = []
     rows = []
-    for path in sorted((Path(output) / RUNS_DIR).glob("*.json")):
+    for path in place.listing(place.join(output, RUNS_DIR), ".json"):
         manifest = _read_json(path, unreadable)
         if manifest is None:
             continue
         try:
             rows.append(run_row(manifest))
         except (TypeError, ValueError, AttributeError) as exc:
-            unreadable.append(f"{path.name}: damaged ({exc})")
+            unreadable.append(f"{place.name(path)}: damaged ({exc})")
     rows.sort(key=lambda row: str(row["started_at"] or row["run_id"]))
     return rows, unreadable
 
@@ -137,7 +138,7 @@ def read_diffs(
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """The newest ``limit`` relabel diffs, newest first, and those that could not be read."""
     unreadable: list[str] = []
-    paths = sorted((Path(output) / DIFFS_DIR).glob("*.json"), reverse=True)[:limit]
+    paths = place.listing(place.join(output, DIFFS_DIR), ".json")[::-1][:limit]
     diffs = []
     for path in paths:
         diff = _read_json(path, unreadable)
@@ -145,7 +146,7 @@ def read_diffs(
             continue
         problem = diff_problem(diff)
         if problem is not None:
-            unreadable.append(f"{path.name}: damaged ({problem})")
+            unreadable.append(f"{place.name(path)}: damaged ({problem})")
             continue
-        diffs.append({"run_id": path.stem, **diff})
+        diffs.append({"run_id": place.name(path).removesuffix(".json"), **diff})
     return diffs, unreadable
