@@ -71,7 +71,7 @@ def _actor_pids(busy: bool = False) -> list[int]:
 ROWS = 64  # per shard
 
 
-def test_two_real_actors_on_an_s3_input_survive_one_being_killed(
+def test_two_real_actors_on_s3_input_and_output_survive_one_being_killed(
     tmp_path, tiny_trained_model, s3_server
 ):
     import signal
@@ -82,7 +82,8 @@ def test_two_real_actors_on_an_s3_input_survive_one_being_killed(
     from conftest import VLLM_TEST_ENV
     from helpers import table_version
 
-    root = f"s3://{s3_server.bucket()}/in"
+    bucket = s3_server.bucket()
+    root = f"s3://{bucket}/in"
     # Enough rows that work is left when the second actor's engine is up: on 2 cores the
     # engines load one after the other, and 72 rows were once all done by the first.
     for shard in range(3):
@@ -91,9 +92,10 @@ def test_two_real_actors_on_an_s3_input_survive_one_being_killed(
             "text": [f"win a prize {i}, reply now {shard}" if i % 4 == 0
                      else f"lunch at {i}? shard {shard}" for i in range(ROWS)],
         })  # fmt: skip
-    output = tmp_path / "out"
+    output = f"s3://{bucket}/labels"  # the table on the store too; the index in --cache-dir
     command = [
-        sys.executable, "-m", "batch.cli", "label", "--input", root, "--output", str(output),
+        sys.executable, "-m", "batch.cli", "label", "--input", root, "--output", output,
+        "--cache-dir", str(tmp_path / "cache"),
         "--policy", str(POLICIES / "spam.md"), "--model", str(tiny_trained_model),
         "--temperature", "0", "--max-tokens", "96", "--max-model-len", "4096",
         "--chunk-size", "4", "--batch-size", "4", "--runner", "ray", "--replicas", "2",
