@@ -90,11 +90,12 @@ def test_a_table_on_s3_holds_the_labels_and_its_files_lie_beside_it(bucket, s3_s
     run([f"{bucket}/in"], policies, out, again)
     assert again.requests_seen == 0  # complete, known from the local cache
     # Nothing of the tool's is left on the store but the table and its runs.
-    names = s3_server.fs.get_file_info(
-        __import__("pyarrow.fs").fs.FileSelector(bucket.split("://")[1] + "/labels")
-    )
-    assert sorted(i.base_name for i in names) == ["_delta_log", "_runs", "policy_id=harassment",
-                                                  "policy_id=spam"]  # fmt: skip
+    from pyarrow import fs
+
+    names = s3_server.fs.get_file_info(fs.FileSelector(out.split("://")[1].rstrip("/")))
+    assert sorted(i.base_name for i in names) == [
+        "_delta_log", "_runs", "policy_id=harassment", "policy_id=spam"
+    ]  # fmt: skip
 
 
 def test_a_lost_cache_costs_a_scan_of_the_table_not_model_work(
@@ -268,3 +269,42 @@ def test_outputs_the_table_cannot_live_on_are_refused_clearly(bucket, s3_server,
 
         check_output_outside([f"{bucket}/data"], f"{bucket}/data/labels")
     check_output_outside([f"{bucket}/data"], f"{bucket}/data/_labels")
+
+
+def test_relabel_with_a_sample_keeps_its_candidate_and_diff_beside_the_table_on_s3(
+    bucket, s3_server, tmp_path
+):
+    from batch.job.options import LabelOptions
+    from batch.job.relabel import run_relabel
+    from batch.runners.local import run_label_job
+
+    texts(s3_server, f"{bucket}/in/a.parquet", [f"item {i}" for i in range(6)])
+    out = f"{bucket}/labels"
+    run([f"{bucket}/in"], load_policies([POLICIES / "spam.md"]), out, answering())
+    before = read_output(out)
+    edited = tmp_path / "spam.md"
+    edited.write_text((POLICIES / "spam.md").read_text().replace('version = "1"', 'version = "2"'))
+
+    def label(options, command, job_spec, say):  # run_label's shape, with a scripted engine
+        config = make_config([f"{bucket}/in"], load_policies([edited]), options.output,
+                             sample=options.sample, sample_seed=0)  # fmt: skip
+        return 0, run_label_job(config, answering(lambda r: "1"))
+
+    fields = {f: None for f in LabelOptions.__dataclass_fields__}
+    options = LabelOptions(**{**fields, "output": out, "sample": 3, "text_column": "text"})
+    assert run_relabel(options, 5, ["test"], say=lambda m: None, show=lambda m: None,
+                       label=label) == 0  # fmt: skip
+    assert read_output(out).equals(before)  # the current labels did not change
+    (candidate,) = {p.rsplit("/", 3)[-3] for p in _log_entries(s3_server, f"{out}/_candidates")}
+    assert len(rows_of(f"{out}/_candidates/{candidate}")) == 3
+    (diff,) = place.listing(f"{out}/_diffs", ".json")
+    (spam,) = json.loads(place.read_bytes(diff))["policies"]
+    assert spam["shared"] == 3
+
+
+def _log_entries(s3_server, uri: str) -> list[str]:
+    """The Delta log entries of every table under ``uri``."""
+    from pyarrow import fs
+
+    infos = s3_server.fs.get_file_info(fs.FileSelector(uri.split("://")[1], recursive=True))
+    return [f"s3://{i.path}" for i in infos if "/_delta_log/" in i.path and i.path[-5:] == ".json"]
