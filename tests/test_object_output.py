@@ -308,3 +308,11 @@ def _log_entries(s3_server, uri: str) -> list[str]:
 
     infos = s3_server.fs.get_file_info(fs.FileSelector(uri.split("://")[1], recursive=True))
     return [f"s3://{i.path}" for i in infos if "/_delta_log/" in i.path and i.path[-5:] == ".json"]
+
+
+def test_a_store_that_cannot_be_reached_is_named_with_its_reason(bucket, monkeypatch):
+    with pytest.raises(TableError, match="no such bucket"):
+        LabelTable("s3://no-such-bucket-here/labels").exists()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1")  # nothing listens there
+    with pytest.raises(TableError, match=r"cannot reach the table's store \(Connection refused"):
+        LabelTable(f"{bucket}/labels").exists()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import uuid
 from pathlib import Path
 
@@ -185,9 +186,20 @@ def has_log(output: str | Path) -> bool:
     try:
         return DeltaTable.is_deltatable(str(output))
     except OSError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        cause = "no such bucket" if "NoSuchBucket" in str(exc) else first
-        raise TableError(f"{output}: cannot reach the table's store ({cause})") from exc
+        raise TableError(f"{output}: cannot reach the table's store ({_cause(exc)})") from exc
+
+
+def _cause(exc: BaseException) -> str:
+    """The innermost reason of an object_store error chain ("Connection refused"), whose
+    first line only says "Generic S3 error"."""
+    text = str(exc)
+    if "NoSuchBucket" in text:
+        return "no such bucket"
+    if "AccessDenied" in text or "InvalidAccessKeyId" in text or "SignatureDoesNotMatch" in text:
+        return "access denied: check the credentials (AWS_* variables, ~/.aws, role)"
+    lines = [re.sub(r"\x1b\[[0-9;]*m|↳", "", line).strip() for line in text.splitlines()]
+    lines = [line for line in lines if line and not line.startswith("<")]
+    return lines[-1] if lines else type(exc).__name__
 
 
 def holds_anything(output: str) -> list[str]:
