@@ -17,6 +17,7 @@ SMOKED = {
     "bench_scale.py": "test_history_scale_smoke",
     "bench_report.py": "test_report_bench_smoke",
     "bench_ray.py": "test_ray_bench_smoke",
+    "bench_object_store.py": "test_object_store_bench_smoke",
     "bench.py": "test_bench_smoke_on_the_real_engine (integration); --engine openai in "
     "tests/integration/test_other_engines_real.py",
     "bench_t1.py": "test_bench_smoke_on_the_real_engine (integration), through bench.py",
@@ -55,6 +56,17 @@ def test_run_scale_smoke(tmp_path):
     kill = report["kill"]
     assert kill["rows_after_rerun"] == kill["keys_after_rerun"] == 6000
     assert "| this run | 3,000 | 2 |" in done.stdout
+
+
+def test_object_store_bench_smoke(tmp_path):
+    report_path = tmp_path / "store.json"
+    done = bench(SCRIPTS / "bench_object_store.py", "--smoke", "--json", report_path)
+    report = json.loads(report_path.read_text())
+    assert report["rows"] == 2000 and all(report["checks"].values())
+    for side in ("local", "s3"):
+        assert report[side]["labels"] == 4000 and report[side]["resume"]["requests"] == 0
+    assert report["ratio_speed"] > 0
+    assert "| s3 | 2,000 | 2 |" in done.stdout
 
 
 def test_history_scale_smoke(tmp_path):
