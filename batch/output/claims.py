@@ -202,4 +202,3 @@ class Claims:
         if kind is None:
             for key in list(self.held):
                 self.release(key)
-
