@@ -38,7 +38,7 @@ from scripted_runs import (  # noqa: E402
     peak_rss_mib,
     pin_one_core,
     policy_responder,
-    write_inputs,  # noqa: E402
+    write_inputs,
 )
 
 S3_SETTINGS = {
