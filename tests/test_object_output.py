@@ -89,13 +89,16 @@ def test_a_table_on_s3_holds_the_labels_and_its_files_lie_beside_it(bucket, s3_s
     again = answering()
     run([f"{bucket}/in"], policies, out, again)
     assert again.requests_seen == 0  # complete, known from the local cache
-    # Nothing of the tool's is left on the store but the table and its runs.
+    # Nothing of the tool's is left on the store but the table, its runs and the marker its
+    # creator won (_locks/create).
     from pyarrow import fs
 
     names = s3_server.fs.get_file_info(fs.FileSelector(out.split("://")[1].rstrip("/")))
     assert sorted(i.base_name for i in names) == [
-        "_delta_log", "_runs", "policy_id=harassment", "policy_id=spam"
+        "_delta_log", "_locks", "_runs", "policy_id=harassment", "policy_id=spam"
     ]  # fmt: skip
+    assert [i.base_name for i in s3_server.fs.get_file_info(
+        fs.FileSelector(out.split("://")[1] + "_locks"))] == ["create"]  # fmt: skip
 
 
 def test_a_lost_cache_costs_a_scan_of_the_table_not_model_work(
@@ -132,7 +135,7 @@ def test_two_machines_at_once_share_the_work_and_leave_one_row_per_key(
     for shard in range(4):
         texts(s3_server, f"{bucket}/in/s{shard}.parquet", [f"m {shard} {i}" for i in range(9)])
     out = f"{bucket}/labels"
-    LabelTable(out).ensure()  # both commit to one table from the start: their MERGEs race
+    # Both make the table (one CREATE wins), then their MERGEs race for each version.
     prefix = ["unshare", "--pid", "--fork", "--mount-proc"] if namespace != "same" else []
     first = start_job(f"{bucket}/in", out, machine(tmp_path, "a"))
     second = start_job(f"{bucket}/in", out, machine(tmp_path, "b"), *prefix)
@@ -318,3 +321,14 @@ def test_a_store_that_cannot_be_reached_is_named_with_its_reason(bucket, monkeyp
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1")  # nothing listens there
     with pytest.raises(TableError, match=r"cannot reach the table's store \(Connection refused"):
         LabelTable(f"{bucket}/labels").exists()
+
+
+def test_machines_that_create_the_table_at_once_all_go_on(bucket, tmp_path):
+    """Only one CREATE can make version 0 on the store; the others find the table made."""
+    out = f"{bucket}/labels"
+    code = f"from batch.output.table import LabelTable; LabelTable({out!r}).ensure()"
+    runs = [subprocess.Popen([sys.executable, "-c", code], env=machine(tmp_path, str(n)),
+                             stderr=subprocess.PIPE, text=True) for n in range(4)]  # fmt: skip
+    errors = [run.communicate(timeout=120)[1] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0, 0, 0], errors
+    assert LabelTable(out).version() == 0

@@ -23,6 +23,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
 from pathlib import Path
@@ -86,8 +87,8 @@ class ObjectClaims(Claims):
     def _call(self, what: str, action, **kwargs) -> Any:
         try:
             return action(Bucket=self.bucket, **kwargs)
-        except Exception as exc:
-            if _lost(exc) or _missing(exc) or not hasattr(exc, "response"):
+        except Exception as exc:  # botocore's errors (a refusal, no network) are not OSErrors
+            if _lost(exc) or _missing(exc):
                 raise
             raise OutputError(
                 f"s3://{self.bucket}/{self.prefix}: cannot {what} a work claim ({exc})"
@@ -230,3 +231,35 @@ def open_claims(
     if is_uri(str(output)):
         return ObjectClaims(str(output), run_id, lease, worker)
     return Claims(output, run_id, lease, worker)
+
+
+def create_once(output: str, create: Callable[[], None], exists: Callable[[], bool]) -> None:
+    """Create the table on the store unless another machine does: a CREATE that loses the
+    race for version 0 is committed by delta-rs as version 1, a second CREATE TABLE with a new
+    table id, so the creators first race for a marker object (``If-None-Match: *``). The
+    others wait for the winner's table; a marker left by a creator that died is taken over
+    (``If-Match``) once it is older than a lease."""
+    parts = urlsplit(output.rstrip("/"))
+    key = f"{parts.path.strip('/')}/_locks/create"
+    s3 = client()
+    deadline = time.monotonic() + 2 * LEASE_SECONDS
+    while not exists():
+        try:
+            s3.put_object(Bucket=parts.netloc, Key=key, Body=b"creating", IfNoneMatch="*")
+        except Exception as exc:
+            if not _lost(exc):
+                raise OutputError(f"s3://{parts.netloc}/{key}: cannot write ({exc})") from exc
+            got = s3.head_object(Bucket=parts.netloc, Key=key)
+            headers = got.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+            now = parsedate_to_datetime(headers["date"]) if "date" in headers else None
+            if now is not None and (now - got["LastModified"]).total_seconds() > LEASE_SECONDS:
+                with contextlib.suppress(Exception):  # its creator died: one taker removes it
+                    s3.delete_object(Bucket=parts.netloc, Key=key, IfMatch=got["ETag"])
+            if time.monotonic() > deadline:
+                raise OutputError(
+                    f"{output}: another run is creating the table, and did not"
+                ) from exc
+            time.sleep(0.5)
+            continue
+        create()
+        return

@@ -4,7 +4,8 @@ store (``s3://bucket/labels``: AWS S3, MinIO, Ceph...).
 On a store, the Delta table's commits are made safe by the store itself (delta-rs writes each
 log entry with a conditional put, so two writers never both make one version; a MERGE that
 lost the race is retried), run manifests, diffs, candidates and reports are objects beside
-the table, and work claims are objects created with ``If-None-Match: *`` (``output.claims``).
+the table, and work claims are objects created with ``If-None-Match: *``
+(``output.object_claims``).
 What must stay on a local disk, the index (SQLite, the label store's pointer file) and the
 lock that serialises this machine's writers to it, lives in a **cache folder** per table:
 ``<cache dir>/tables/<hash of the table's URI>/``. The cache dir is ``--cache-dir``, else
@@ -21,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import socket
 import uuid
 from pathlib import Path
 
@@ -96,12 +98,13 @@ def local_folder(output: str | Path) -> Path:
 def cache_id(output: str | Path) -> str | None:
     """The identity of this machine's cache of a table on a store (None for a local table,
     whose one index every writer shares): commits name it, so a cache tells the commits it
-    recorded from those of other machines, which it must not trust its marks across."""
+    recorded from those of other machines, which it must not trust its marks across. The host
+    name is part of it, so a cache folder copied to another machine is another cache there."""
     if not is_remote(output):
         return None
     path = local_folder(output) / _CACHE_ID
     try:
-        return path.read_text().strip()
+        return f"{path.read_text().strip()}@{socket.gethostname()}"
     except FileNotFoundError:
         pass
     new = uuid.uuid4().hex
@@ -114,7 +117,7 @@ def cache_id(output: str | Path) -> str | None:
             pass
         finally:
             tmp.unlink(missing_ok=True)
-    return path.read_text().strip()
+    return f"{path.read_text().strip()}@{socket.gethostname()}"
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:

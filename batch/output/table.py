@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 
@@ -32,6 +32,7 @@ from batch.output.predicates import (
 from batch.output.readable import TableError, reading, rewriting
 from batch.output.schema import OUTPUT_SCHEMA
 
+T = TypeVar("T")
 KEY = ("policy_id", "source_file", "source_row")
 LOG_DIR = "_delta_log"
 COMMIT_RETRIES = 30  # a busy table on a store, several machines committing
@@ -52,10 +53,20 @@ def _properties(output: str, metadata: dict[str, Any]):
     return CommitProperties(custom_metadata={**mine, **metadata})
 
 
-def _backoff(attempt: int) -> float:
-    """Seconds before retrying a commit another writer won: growing, jittered, so writers on
+def _retried(commit: Callable[[], T]) -> T:
+    """Make a commit again while another writer (a compaction; on a store, another machine)
+    wins the race for the next version, waiting longer each time, jittered so that writers on
     several machines do not keep colliding."""
-    return min(5.0, 0.2 * (attempt + 1)) * random.uniform(0.5, 1.5)
+    from deltalake.exceptions import CommitFailedError
+
+    for attempt in range(COMMIT_RETRIES):
+        try:
+            return commit()
+        except CommitFailedError:
+            if attempt == COMMIT_RETRIES - 1:
+                raise
+            time.sleep(min(5.0, 0.2 * (attempt + 1)) * random.uniform(0.5, 1.5))
+    raise AssertionError("unreachable")
 
 
 def check_output(output: str | Path) -> None:
@@ -132,7 +143,8 @@ class LabelTable:
         from deltalake import DeltaTable
 
         with writing(self.output, "the label table"), commit_lock(self.output):
-            if not self.exists():
+
+            def create() -> None:
                 DeltaTable.create(
                     self.output,
                     schema=OUTPUT_SCHEMA,
@@ -140,6 +152,13 @@ class LabelTable:
                     configuration=TABLE_CONFIGURATION,
                     commit_properties=_properties(self.output, {"purpose": "create"}),
                 )
+
+            if place.is_remote(self.output):  # one creator among machines
+                from batch.output.object_claims import create_once
+
+                create_once(self.output, create, lambda: place.has_log(self.output))
+            elif not self.exists():
+                create()
 
     def _add_new_columns(self) -> None:
         if getattr(self, "_columns_checked", False):
@@ -202,8 +221,6 @@ class LabelTable:
 
         Returns the new table version. ``metadata`` (run id, chunks...) goes in the commit.
         """
-        from deltalake.exceptions import CommitFailedError
-
         self.ensure()
         policies = sorted(set(rows.column("policy_id").to_pylist()))
         # Pruned to the rows it writes, not only to their files: the log's statistics then
@@ -221,25 +238,22 @@ class LabelTable:
             rewriting(self.output),
             commit_lock(self.output),
         ):
-            for attempt in range(COMMIT_RETRIES):
+
+            def merge() -> int:
                 table = self.open()
                 read = table.version()
-                try:
-                    table.merge(
-                        rows.cast(OUTPUT_SCHEMA),
-                        predicate,
-                        source_alias="s",
-                        target_alias="t",
-                        commit_properties=_properties(self.output, metadata),
-                    ).when_matched_update_all().when_not_matched_insert_all().execute()
-                    (entry,) = table.history(limit=1)
-                    self.last_commit = (read, Seen(table.version(), identity(entry)))
-                    return table.version()
-                except CommitFailedError:  # another writer (compaction, say) got in first
-                    if attempt == COMMIT_RETRIES - 1:
-                        raise
-                    time.sleep(_backoff(attempt))
-        raise AssertionError("unreachable")
+                table.merge(
+                    rows.cast(OUTPUT_SCHEMA),
+                    predicate,
+                    source_alias="s",
+                    target_alias="t",
+                    commit_properties=_properties(self.output, metadata),
+                ).when_matched_update_all().when_not_matched_insert_all().execute()
+                (entry,) = table.history(limit=1)
+                self.last_commit = (read, Seen(table.version(), identity(entry)))
+                return table.version()
+
+            return _retried(merge)
 
     def append(self, rows: pa.Table, metadata: dict[str, Any]) -> int:
         """Bulk-load rows whose keys the table does not hold yet (a migration, a benchmark's
@@ -269,9 +283,8 @@ class LabelTable:
             rewriting(self.output),
             commit_lock(self.output),
         ):
-            metrics = self.open().delete(
-                predicate, commit_properties=_properties(self.output, {"purpose": "a file shrank"})
-            )
+            purpose = _properties(self.output, {"purpose": "a file shrank"})
+            metrics = _retried(lambda: self.open().delete(predicate, commit_properties=purpose))
         return int(metrics.get("num_deleted_rows", 0))
 
     def scan(self, version: int | None = None):
