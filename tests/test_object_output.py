@@ -332,3 +332,27 @@ def test_machines_that_create_the_table_at_once_all_go_on(bucket, tmp_path):
     errors = [run.communicate(timeout=120)[1] for run in runs]
     assert [run.returncode for run in runs] == [0, 0, 0, 0], errors
     assert LabelTable(out).version() == 0
+
+
+def test_static_workers_with_their_own_caches_cover_an_s3_table_once(
+    bucket, s3_server, tmp_path, policies, monkeypatch
+):
+    """Three pods of a sharded job, each with its own cache folder, on one table on S3."""
+    from batch.runners.local import run_label_job
+    from batch.runners.sharding import files_for_worker
+
+    for shard in range(6):
+        texts(s3_server, f"{bucket}/in/s{shard}.parquet", [f"m {shard} {i}" for i in range(4)])
+    paths = [f"{bucket}/in/s{shard}.parquet" for shard in range(6)]
+    out = f"{bucket}/labels"
+    for index in range(3):
+        monkeypatch.setenv(place.CACHE_ENV, str(tmp_path / f"pod-{index}"))
+        part = files_for_worker(paths, 3, index)
+        if part:
+            config = make_config(part, policies, out, worker={"index": index, "count": 3},
+                                 source_root=f"{bucket}/in")  # fmt: skip
+            run_label_job(config, answering())
+    found = keys(out)
+    assert len(found) == 6 * 4 * 2 and max(found.values()) == 1
+    config = make_config([f"{bucket}/in"], policies, out)
+    assert verify(out, config.inputs, policies)["complete"]
