@@ -7,8 +7,8 @@ import fnmatch
 import glob
 
 from batch.errors import InputError, UsageError
-from batch.flow.names import hidden, is_parquet
 from batch.output import objects
+from batch.output.names import hidden, is_parquet
 
 
 def object_matches(spec: str) -> tuple[list[str], str]:
@@ -73,6 +73,24 @@ def _parts_match(names: list[str], pattern: list[str]) -> bool:
 def _folder_matches(folders: list[str], pattern: list[str]) -> bool:
     """Whether some folder above an object matches the pattern (it is then expanded)."""
     return any(_parts_match(folders[:depth], pattern) for depth in range(1, len(folders) + 1))
+
+
+def check_output_outside_prefixes(specs: list[str], output: str) -> None:
+    """``check_output_outside`` for a table on a store: under an input prefix (or a pattern's
+    prefix) only with a hidden name on the way, which listing leaves out."""
+    table = output.rstrip("/")
+    for spec in specs:
+        if not objects.is_uri(spec):
+            continue
+        root = _split_uri_glob(spec)[0] if glob.has_magic(spec) else spec.rstrip("/")
+        if not table.startswith(root + "/"):
+            continue
+        if not any(hidden(part) for part in table[len(root) + 1 :].split("/")):
+            raise UsageError(
+                f"--output {output} is under --input {spec}: the table's own files would be "
+                "read as input on the next run; write it elsewhere, or give it a name "
+                "starting with '_' (left out when inputs are expanded)"
+            )
 
 
 def key_below(uri: str, root: str) -> str:

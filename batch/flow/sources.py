@@ -21,16 +21,15 @@ import glob
 import hashlib
 import logging
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from batch.errors import InputError, UsageError
-from batch.flow.names import PARQUET_SUFFIXES
-from batch.flow.names import hidden as _hidden
-from batch.flow.object_inputs import key_below, object_matches
+from batch.flow.object_inputs import check_output_outside_prefixes, key_below, object_matches
 from batch.output import objects
 from batch.output.index import FileRecord, Index
+from batch.output.names import PARQUET_SUFFIXES
+from batch.output.names import hidden as _hidden
 
 log = logging.getLogger(__name__)
 _HASH_BLOCK = 1 << 22
@@ -120,7 +119,7 @@ def check_output_outside(specs: list[str], output: str) -> None:
     there starts with ``_`` or ``.``, which expansion leaves out (``--output data/_labels``).
     """
     if objects.is_uri(output):
-        _check_remote_outside(specs, output)
+        check_output_outside_prefixes(specs, output)
         return
     inside = Path(os.path.abspath(output))
     for spec in specs:
@@ -131,23 +130,6 @@ def check_output_outside(specs: list[str], output: str) -> None:
             "read as input on the next run; write it elsewhere, or give it a name starting "
             "with '_' (left out when inputs are expanded)"
         )
-
-
-def _check_remote_outside(specs: list[str], output: str) -> None:
-    """The same for a table on a store: under an input prefix, only with a ``_``/``.`` name."""
-    for spec in specs:
-        if not objects.is_uri(spec):
-            continue
-        root = re.split(r"[*?\[]", spec, maxsplit=1)[0].rstrip("/")
-        if not output.rstrip("/").startswith(root + "/"):
-            continue
-        below = output.rstrip("/")[len(root) + 1 :].split("/")
-        if not any(part.startswith(("_", ".")) for part in below):
-            raise UsageError(
-                f"--output {output} is under --input {spec}: the table's own files would be "
-                "read as input on the next run; write it elsewhere, or give it a name "
-                "starting with '_' (left out when inputs are expanded)"
-            )
 
 
 def _reads(spec: str, output: Path) -> bool:

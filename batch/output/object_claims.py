@@ -65,6 +65,15 @@ def _missing(exc: Exception) -> bool:
     return _code(exc) in ("NoSuchKey", "404", "NotFound")
 
 
+def _age(response: dict[str, Any]) -> float:
+    """Seconds since an object was last written, by the store's clock (its ``Date`` header
+    against ``Last-Modified``), so that machines' clocks need not agree."""
+    headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+    if "date" not in headers:  # a store that does not say: this machine's clock
+        return time.time() - response["LastModified"].timestamp()
+    return (parsedate_to_datetime(headers["date"]) - response["LastModified"]).total_seconds()
+
+
 class ObjectClaims(Claims):
     """The claims one run holds on a table on S3, renewed by a background thread."""
 
@@ -103,14 +112,7 @@ class ObjectClaims(Claims):
                 return None
             raise
         body = got["Body"].read().decode(errors="replace")
-        headers = got.get("ResponseMetadata", {}).get("HTTPHeaders", {})
-        now = parsedate_to_datetime(headers["date"]) if "date" in headers else None
-        age = (
-            (now - got["LastModified"]).total_seconds()
-            if now
-            else time.time() - got["LastModified"].timestamp()
-        )
-        return _holder(body), age, got["ETag"]
+        return _holder(body), _age(got), got["ETag"]
 
     def holder(self, key: str) -> dict[str, Any] | None:
         found = self._read(key)
@@ -250,9 +252,7 @@ def create_once(output: str, create: Callable[[], None], exists: Callable[[], bo
             if not _lost(exc):
                 raise OutputError(f"s3://{parts.netloc}/{key}: cannot write ({exc})") from exc
             got = s3.head_object(Bucket=parts.netloc, Key=key)
-            headers = got.get("ResponseMetadata", {}).get("HTTPHeaders", {})
-            now = parsedate_to_datetime(headers["date"]) if "date" in headers else None
-            if now is not None and (now - got["LastModified"]).total_seconds() > LEASE_SECONDS:
+            if _age(got) > LEASE_SECONDS:
                 with contextlib.suppress(Exception):  # its creator died: one taker removes it
                     s3.delete_object(Bucket=parts.netloc, Key=key, IfMatch=got["ETag"])
             if time.monotonic() > deadline:

@@ -29,6 +29,7 @@ from pathlib import Path
 from batch.errors import UsageError
 from batch.output import objects
 from batch.output.failures import writing
+from batch.output.names import hidden
 
 CACHE_ENV = "SAFEGUARD_BATCH_CACHE_DIR"
 TABLE_SCHEMES = ("s3",)
@@ -162,15 +163,20 @@ def listing(folder: str | Path, suffix: str) -> list[str]:
         return sorted(str(p) for p in Path(folder).glob(f"*{suffix}"))
     from pyarrow import fs
 
-    filesystem, key = objects.resolve(str(folder))
     scheme = str(folder).split("://", 1)[0]
-    selector = fs.FileSelector(key, recursive=False, allow_not_found=True)
-    infos = filesystem.get_file_info(selector)
     return sorted(
         f"{scheme}://{info.path}"
-        for info in infos
+        for info in _children(str(folder))
         if info.type == fs.FileType.File and info.path.endswith(suffix)
     )
+
+
+def _children(prefix: str) -> list:
+    """What lies directly under a prefix on a store (pyarrow ``FileInfo``s; [] if nothing)."""
+    from pyarrow import fs
+
+    filesystem, key = objects.resolve(prefix)
+    return filesystem.get_file_info(fs.FileSelector(key, recursive=False, allow_not_found=True))
 
 
 def name(path: str | Path) -> str:
@@ -189,10 +195,12 @@ def has_log(output: str | Path) -> bool:
     try:
         return DeltaTable.is_deltatable(str(output))
     except OSError as exc:
-        raise TableError(f"{output}: cannot reach the table's store ({_cause(exc)})") from exc
+        raise TableError(
+            f"{output}: cannot reach the table's store ({_store_reason(exc)})"
+        ) from exc
 
 
-def _cause(exc: BaseException) -> str:
+def _store_reason(exc: BaseException) -> str:
     """The innermost reason of an object_store error chain ("Connection refused"), whose
     first line only says "Generic S3 error"."""
     text = str(exc)
@@ -208,12 +216,8 @@ def _cause(exc: BaseException) -> str:
 def holds_anything(output: str) -> list[str]:
     """Names of what lies under a prefix on a store that is not the tool's (no ``_`` or
     ``.``), at its top level: a prefix of other data is no place for a table."""
-    from pyarrow import fs
-
-    filesystem, key = objects.resolve(output)
-    selector = fs.FileSelector(key, recursive=False, allow_not_found=True)
-    names = [info.path.rsplit("/", 1)[-1] for info in filesystem.get_file_info(selector)]
-    return sorted(n for n in names if not n.startswith(("_", ".")))
+    names = [info.base_name for info in _children(output)]
+    return sorted(n for n in names if not hidden(n))
 
 
 def canonical(output: str | Path) -> str:
