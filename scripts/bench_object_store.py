@@ -32,12 +32,9 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
-from bench_run_scale import job_config  # noqa: E402
+from bench_run_scale import child_run, child_verify  # noqa: E402
 from scripted_runs import (  # noqa: E402
     cpu_name,
-    peak_rss_mib,
-    pin_one_core,
-    policy_responder,
     write_inputs,
 )
 
@@ -49,34 +46,6 @@ S3_SETTINGS = {
     "AWS_EC2_METADATA_DISABLED": "true",
     "AWS_ALLOW_HTTP": "true",
 }
-
-
-def child_run(inputs: str, output: str) -> dict:
-    """One labelling run in this process, pinned to one core."""
-    from batch.engine.scripted import ScriptedEngine
-    from batch.runners.local import run_label_job
-
-    pin_one_core()
-    started = time.perf_counter()
-    config = job_config(inputs, output)
-    engine = ScriptedEngine(policy_responder(config.policies), record=False)
-    counts = run_label_job(config, engine).manifest["counts"]
-    seconds = time.perf_counter() - started
-    return {"seconds": round(seconds, 3), "labels": counts["labelled"],
-            "labels_per_second": round(counts["labelled"] / seconds, 1),
-            "requests": counts["requests"], "commits": counts["commits"],
-            "peak_rss_mib": round(peak_rss_mib(), 1)}  # fmt: skip
-
-
-def child_verify(inputs: str, output: str) -> dict:
-    from batch.reports.verify import verify
-
-    pin_one_core()
-    started = time.perf_counter()
-    config = job_config(inputs, output)
-    report = verify(output, config.inputs, config.policies)
-    return {"seconds": round(time.perf_counter() - started, 3), "complete": report["complete"],
-            "present": sum(p["present"] for p in report["policies"])}  # fmt: skip
 
 
 def in_child(step: str, inputs: str, output: str, env: dict) -> dict:

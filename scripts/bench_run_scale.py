@@ -76,6 +76,7 @@ def job_config(inputs: Path, output: Path):
 def child_run(inputs: Path, output: Path) -> dict:
     """One labelling run in this process, pinned to one core."""
     from batch.engine.scripted import ScriptedEngine
+    from batch.output.place import local_folder
     from batch.runners.local import run_label_job
 
     core = pin_one_core()
@@ -85,7 +86,7 @@ def child_run(inputs: Path, output: Path) -> dict:
     manifest = run_label_job(config, engine).manifest
     seconds = time.perf_counter() - started
     counts = manifest["counts"]
-    index = disk_bytes(output / "_index")
+    index = disk_bytes(local_folder(output) / "_index")  # on a store: its local cache
     return {
         "seconds": round(seconds, 3),
         "labels": counts["labelled"],
